@@ -1,0 +1,32 @@
+"""The thin shim Hydra needs to discover our sweeper (`hydra/sweeper=optuna`).
+
+Hydra imports every module under `hydra_plugins` at each start and registers a plugin only when
+the class is *defined* here, so this module defines a small subclass and imports the real
+implementation (and Optuna) lazily, keeping `python train.py` start-up and its fail-fast checks quick.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.plugins.sweeper import Sweeper
+
+from sweep.config import register_sweeper_config
+
+register_sweeper_config()
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        self._impl = None
+
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        from sweep.sweeper import SweepRunner
+
+        self._impl = SweepRunner(**self.kwargs)
+        self._impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        assert self._impl is not None, "setup() was not called"
+        return self._impl.sweep(arguments)

@@ -1,0 +1,1 @@
+"""Hydra + Optuna + MLflow sweeps for fine-tuning BERT-style text classifiers."""

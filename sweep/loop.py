@@ -1,0 +1,273 @@
+"""One training run on transformers' Trainer, with our own callback for metrics, pruning and
+divergence. The caller owns the MLflow run; this module only writes metrics into it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from transformers import (
+    DataCollatorWithPadding,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+from transformers.utils import logging as hf_logging
+
+from sweep import data as data_mod
+from sweep import model as model_mod
+from sweep import optim
+from sweep.config import plan_steps, warmup_steps
+from sweep.tracking import NullTracker
+
+log = logging.getLogger(__name__)
+
+# report(objective_value, step) -> True when the run should stop (pruned)
+PruneHook = Callable[[float, int], bool]
+
+
+@dataclass
+class RunResult:
+    status: str  # completed | pruned | diverged
+    objective: float
+    final: dict[str, float]
+    best: dict[str, float]
+    steps: int
+    total_steps: int
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    data_fingerprint: str = ""
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs that does not depend on the hyperparameters being searched."""
+
+    raw: Any
+    tokenizer: Any
+    train: Any
+    eval: Any
+    total_steps: int
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Load data, check what depends on it, tokenize (cached). Before any model is built."""
+    raw = data_mod.load_raw(cfg.data)
+    total = plan_steps(cfg, len(raw.train))  # raises ConfigError on a too-long warm-up / decay
+    tokenizer = model_mod.load_tokenizer(cfg.model)
+    train, evals = data_mod.tokenize(raw, tokenizer, cfg.data.max_length, cfg.data.cache_dir)
+    return Prepared(raw=raw, tokenizer=tokenizer, train=train, eval=evals, total_steps=total)
+
+
+def config_key(cfg: DictConfig) -> str:
+    """A short stable hash of the resolved config (names the checkpoint directory)."""
+    from sweep.config import resolved
+
+    blob = json.dumps(resolved(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def compute_metrics(pred) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+    labels = pred.label_ids
+    preds = np.argmax(logits, axis=-1)
+    n_classes = max(int(logits.shape[-1]), 2)
+    average = "binary" if n_classes == 2 else "macro"
+    return {
+        "accuracy": float((preds == labels).mean()),
+        "f1": float(f1_score(labels, preds, average=average, zero_division=0)),
+    }
+
+
+class RunCallback(TrainerCallback):
+    """Sends train/eval metrics to the tracker (step = global step), reports the objective to a
+    pruner after every evaluation, stops on a NaN/inf loss, and evaluates at the last step."""
+
+    def __init__(self, tracker, objective: str, eval_every: int, prune_hook: PruneHook | None):
+        self.tracker = tracker
+        self.objective = objective
+        self.eval_every = eval_every
+        self.prune_hook = prune_hook
+        self.history: list[dict[str, Any]] = []
+        self.pruned = False
+        self.diverged = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps and state.global_step % self.eval_every:
+            control.should_evaluate = True
+            control.should_log = True
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        metrics = {}
+        if "loss" in logs:
+            metrics["train_loss"] = logs["loss"]
+            if not math.isfinite(logs["loss"]):
+                self.diverged = True
+                control.should_training_stop = True
+        if "learning_rate" in logs:
+            metrics["learning_rate"] = logs["learning_rate"]
+        if "grad_norm" in logs and logs["grad_norm"] is not None:
+            metrics["grad_norm"] = logs["grad_norm"]
+        if metrics:
+            self.tracker.log_metrics(metrics, step=state.global_step)
+        return control
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        m = {
+            k: float(v)
+            for k, v in (metrics or {}).items()
+            if k in ("eval_loss", "eval_accuracy", "eval_f1")
+        }
+        self.tracker.log_metrics(m, step=state.global_step)
+        self.history.append({"step": state.global_step, **m})
+        value = m.get(self.objective)
+        if value is None or not math.isfinite(value):
+            self.diverged = not (value is None)
+            control.should_training_stop = self.diverged or control.should_training_stop
+        elif self.prune_hook is not None and state.global_step < state.max_steps:
+            if self.prune_hook(value, state.global_step):
+                self.pruned = True
+                control.should_training_stop = True
+        return control
+
+
+def _precision_args(precision: str) -> dict[str, bool]:
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def training_arguments(cfg: DictConfig, total_steps: int, output_dir: str) -> TrainingArguments:
+    t = cfg.trainer
+    ckpt = t.checkpoint_every > 0
+    return TrainingArguments(
+        output_dir=output_dir,
+        max_steps=total_steps,
+        per_device_train_batch_size=t.train_batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        eval_strategy="steps",
+        eval_steps=t.eval_every,
+        logging_strategy="steps",
+        logging_steps=t.logging_every,
+        logging_nan_inf_filter=False,  # a NaN loss must be seen, not averaged away
+        save_strategy="steps" if ckpt else "no",
+        save_steps=t.checkpoint_every if ckpt else 500,
+        save_total_limit=2 if ckpt else None,
+        seed=t.seed,
+        data_seed=t.seed,
+        max_grad_norm=t.max_grad_norm,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        length_column_name="length",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=t.device == "cpu",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        remove_unused_columns=True,
+        **_precision_args(t.precision),
+    )
+
+
+def run_training(
+    cfg: DictConfig,
+    tracker=None,
+    prune_hook: PruneHook | None = None,
+    prepared: Prepared | None = None,
+    run_dir: str | None = None,
+) -> RunResult:
+    """Fine-tune once with `cfg`; returns the objective and the metrics it saw."""
+    tracker = tracker or NullTracker()
+    t = cfg.trainer
+    started = time.perf_counter()
+    if t.threads:
+        torch.set_num_threads(int(t.threads))
+    hf_logging.set_verbosity_error()
+    prep = prepared or prepare(cfg)
+    num_labels = len(prep.raw.label_names)
+    model = model_mod.build_model(cfg.model, num_labels, seed=t.seed)
+    opt = optim.build_optimizer(model, cfg.optimizer)
+    sched = optim.build_scheduler(
+        opt,
+        cfg.scheduler,
+        total_steps=prep.total_steps,
+        warmup_steps=warmup_steps(cfg, prep.total_steps),
+    )
+    # checkpoints live in a stable directory keyed by the run's config, so a rerun resumes;
+    # without checkpoints Trainer still wants an output_dir: a throwaway one
+    if run_dir:
+        out_dir = run_dir
+    elif t.checkpoint_every > 0:
+        out_dir = os.path.join(t.checkpoint_dir, config_key(cfg))
+    else:
+        out_dir = tempfile.mkdtemp(prefix="sweep-run-")
+    callback = RunCallback(tracker, t.objective, t.eval_every, prune_hook)
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(cfg, prep.total_steps, out_dir),
+        train_dataset=prep.train,
+        eval_dataset=prep.eval,
+        data_collator=DataCollatorWithPadding(prep.tokenizer, pad_to_multiple_of=8),
+        compute_metrics=compute_metrics,
+        callbacks=[callback],
+        optimizers=(opt, sched),
+    )
+    resume = None
+    if t.checkpoint_every > 0 and Path(out_dir).is_dir():
+        ckpts = sorted(Path(out_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        resume = str(ckpts[-1]) if ckpts else None
+        if resume:
+            log.info("resuming from %s", resume)
+    trainer.train(resume_from_checkpoint=resume)
+    steps = trainer.state.global_step
+
+    history = callback.history
+    final = dict(history[-1]) if history else {}
+    final.pop("step", None)
+    minimize = t.objective == "eval_loss"
+    finite_hist = [h for h in history if math.isfinite(h.get(t.objective, float("nan")))]
+    best_row = (
+        (min if minimize else max)(finite_hist, key=lambda h: h[t.objective]) if finite_hist else {}
+    )
+    best = {k: v for k, v in best_row.items() if k != "step"}
+    source = best if t.objective_at == "best" else final
+    objective = float(source.get(t.objective, float("nan")))
+    status = "diverged" if callback.diverged else "pruned" if callback.pruned else "completed"
+    if status == "diverged":
+        objective = float("nan")
+
+    if t.save_model and status == "completed":
+        save_dir = os.path.join(out_dir, "final_model")
+        trainer.save_model(save_dir)
+        prep.tokenizer.save_pretrained(save_dir)
+        tracker.log_artifacts(save_dir, "model")
+
+    del trainer, model, opt, sched
+    if not run_dir and t.checkpoint_every == 0:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return RunResult(
+        status=status,
+        objective=objective,
+        final=final,
+        best=best,
+        steps=steps,
+        total_steps=prep.total_steps,
+        seconds=time.perf_counter() - started,
+        history=history,
+        data_fingerprint=prep.raw.fingerprint,
+    )

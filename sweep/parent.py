@@ -1,0 +1,193 @@
+"""The sweep's MLflow parent run: created once per study (its id kept in the study), reused by
+resumes and by every worker; holds the best value and params, the trial table and the plots."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig
+
+from sweep import study as study_mod
+from sweep.config import mask_uri
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Summary:
+    table: str
+    counts: dict[str, int]
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_run_id: str | None
+
+
+class ParentRun:
+    def __init__(self, study: optuna.Study, base: DictConfig, uri: str | None, spec, space, lock):
+        self.study = study
+        self.base = base
+        self.uri = uri
+        self.spec = spec
+        self.space = space
+        self.lock = lock
+        self.tracker = None
+        self.run_id: str | None = None
+
+    def open(self) -> None:
+        if not self.uri:
+            return
+        from sweep import tracking
+
+        self.tracker = tracking.Tracker(self.uri, self.base.tracking.experiment)
+        with self.lock:
+            attrs = self.study._storage.get_study_user_attrs(self.study._study_id)
+            run_id = attrs.get(study_mod.PARENT_RUN)
+            if run_id and self._exists(run_id):
+                self.tracker.attach(run_id)
+            else:
+                self.tracker.start(
+                    f"sweep {self.study.study_name}",
+                    tags={
+                        "optuna.study": self.study.study_name,
+                        "sweep.role": "parent",
+                        "sweep.storage": mask_uri(self.spec.storage_url),
+                        **tracking.environment_tags(),
+                    },
+                )
+                self.study.set_user_attr(study_mod.PARENT_RUN, self.tracker.run_id)
+                self.tracker.log_params(self._params())
+        self.run_id = self.tracker.run_id
+
+    def _exists(self, run_id: str) -> bool:
+        try:
+            run = self.tracker.client.get_run(run_id)
+            return run.info.lifecycle_stage == "active"
+        except Exception:  # noqa: BLE001 - deleted or from another store
+            return False
+
+    def _params(self) -> dict[str, str]:
+        s = self.spec
+        out = {
+            "sweeper.sampler": s.sampler,
+            "sweeper.pruner": s.pruner,
+            "sweeper.direction": s.direction,
+            "sweeper.seed": str(s.seed),
+            "sweeper.objective": str(self.base.trainer.objective),
+            "model.name": str(self.base.model.name),
+            "data.name": str(self.base.data.name),
+        }
+        for name, dist in self.space.distributions.items():
+            out[f"space.{name}"] = repr(dist)[:500]
+        for name, value in self.space.fixed.items():
+            out[f"fixed.{name}"] = str(value)
+        return out
+
+    # ---- per trial
+
+    def close_child(self, run_id: str | None, state: str, tags: dict, status: str = "FAILED") -> None:
+        if not (self.tracker and run_id):
+            return
+        with contextlib.suppress(Exception):
+            c = self.tracker.client
+            c.set_tag(run_id, "optuna.state", state)
+            for k, v in tags.items():
+                c.set_tag(run_id, k, v)
+            if c.get_run(run_id).info.status == "RUNNING":
+                c.set_terminated(run_id, status=status)
+
+    def after_trial(self, number: int, outcome, error: str) -> None:
+        if not self.tracker:
+            return
+        try:
+            c = study_mod.count(self.study)
+            self.tracker.log_metrics(
+                {"trials_finished": c.finished, "trials_pruned": c.pruned, "trials_failed": c.failures},
+                step=number,
+            )
+            best = study_mod.best_trial(self.study)
+            if best is not None:
+                self.tracker.log_metrics({"best_value": best.value}, step=number)
+            self._mark_best(best)
+        except Exception as e:  # noqa: BLE001 - tracking never stops a sweep
+            log.warning("could not update the parent run: %s", e)
+
+    def _mark_best(self, best) -> None:
+        """Exactly one run of the study carries optuna.best=true."""
+        c = self.tracker.client
+        new = best.user_attrs.get(study_mod.RUN_ID) if best else None
+        flagged = c.search_runs(
+            [self.tracker.experiment_id],
+            filter_string=f"tags.`optuna.study` = '{self.study.study_name}' and tags.`optuna.best` = 'true'",
+        )
+        for run in flagged:
+            if run.info.run_id != new:
+                c.set_tag(run.info.run_id, "optuna.best", "false")
+        if new:
+            c.set_tag(new, "optuna.best", "true")
+
+    # ---- end of a sweep (or of one worker's share of it)
+
+    def finish(self, status: str = "FINISHED") -> Summary:
+        c = study_mod.count(self.study)
+        best = study_mod.best_trial(self.study)
+        counts = {
+            "finished": c.finished,
+            "complete": c.complete,
+            "pruned": c.pruned,
+            "failed": c.failures,
+            "running": c.running,
+        }
+        summary = Summary(
+            table=study_mod.table(self.study),
+            counts=counts,
+            best_value=best.value if best else None,
+            best_params=dict(best.params) if best else {},
+            best_run_id=best.user_attrs.get(study_mod.RUN_ID) if best else None,
+        )
+        if not self.tracker:
+            return summary
+        try:
+            self._mark_best(best)
+            self._log_summary(summary)
+        except Exception as e:  # noqa: BLE001
+            log.warning("could not write the sweep summary to MLflow: %s", e)
+        with contextlib.suppress(Exception):
+            self.tracker.end(status if c.running == 0 else "RUNNING")
+        return summary
+
+    def _log_summary(self, s: Summary) -> None:
+        from sweep import plots
+
+        t = self.tracker
+        tags = {f"sweep.count.{k}": v for k, v in s.counts.items()}
+        if s.best_value is not None:
+            t.log_metrics({"best_value": s.best_value}, step=s.counts["finished"])
+            tags["sweep.best_value"] = s.best_value
+            tags["sweep.best_run_id"] = s.best_run_id or ""
+            for k, v in s.best_params.items():
+                tags[f"best.{k}"] = v
+        tags["mlflow.note.content"] = description(self.study.study_name, s)
+        t.set_tags(tags)
+        rows = study_mod.trial_rows(self.study)
+        t.log_text(study_mod.rows_csv(rows), "trials.csv")
+        with tempfile.TemporaryDirectory() as tmp:
+            plots.write_all(self.study, Path(tmp))
+            t.log_artifacts(tmp, "plots")
+
+
+def description(name: str, s: Summary) -> str:
+    c = s.counts
+    lines = [
+        f"**Sweep `{name}`**: {c['finished']} trials finished "
+        f"({c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed).",
+    ]
+    if s.best_value is not None:
+        params = ", ".join(f"`{k}={v}`" for k, v in s.best_params.items())
+        lines.append(f"Best value **{s.best_value:.4f}** with {params} (run `{s.best_run_id}`).")
+    return "\n\n".join(lines)

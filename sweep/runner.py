@@ -1,0 +1,237 @@
+"""One job from a composed config: checks, MLflow run, training, the objective.
+
+`train.py` calls `run_job` for `python train.py` and for every trial of a sweep; `reproduce` calls
+it with a logged config. In a sweep the sweeper hands the trial over through `TrialContext`
+(in memory when the trial runs in the sweeper's process, through $SWEEP_TRIAL otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from sweep.config import ConfigError, mask_tree, resolved, validate
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class TrialContext:
+    """What a trial's job needs from the sweeper."""
+
+    study_name: str
+    number: int
+    trial_id: int | None = None
+    parent_run_id: str | None = None
+    trial: Any = None  # optuna.Trial (in the sweeper's process, or rebuilt from the storage)
+    objective: str = "eval_f1"
+    spec_json: str | None = None  # the study's StudySpec, for jobs in another process
+
+    @classmethod
+    def from_env(cls) -> TrialContext | None:
+        """A job launched in another process (joblib, submitit, ray) finds its trial through the
+        environment: the sweeper exports the study spec, each job gets SWEEP_TRIAL_NUMBER."""
+        number = os.environ.get("SWEEP_TRIAL_NUMBER")
+        spec_json = os.environ.get("SWEEP_STUDY_SPEC")
+        if not (number and spec_json):
+            return None
+        return cls(
+            study_name=json.loads(spec_json)["name"],
+            number=int(number),
+            parent_run_id=os.environ.get("SWEEP_PARENT_RUN_ID") or None,
+            objective=os.environ.get("SWEEP_OBJECTIVE", "eval_f1"),
+            spec_json=spec_json,
+        )
+
+    def optuna_trial(self):
+        if self.trial is None and self.spec_json:
+            from sweep.study import StudySpec, trial_in_other_process
+
+            self.trial = trial_in_other_process(StudySpec.from_json(self.spec_json), self.number)
+        return self.trial
+
+
+_current: TrialContext | None = None
+
+
+def set_trial_context(ctx: TrialContext | None) -> None:
+    global _current
+    _current = ctx
+
+
+def current_trial_context() -> TrialContext | None:
+    if _current is not None:
+        return _current
+    return TrialContext.from_env()
+
+
+@dataclass
+class TrialOutcome:
+    """What a trial's job returns to the sweeper (picklable, for process launchers)."""
+
+    state: str  # COMPLETE | PRUNED | FAIL
+    objective: float
+    status: str  # completed | pruned | diverged
+    steps: int
+    total_steps: int
+    seconds: float
+    run_id: str | None
+    final: dict[str, float]
+
+
+def optuna_state(status: str, objective: float) -> str:
+    """Our mapping of a run's end to Optuna: divergence (NaN/inf loss) is PRUNED, because it says
+    the hyperparameters are bad, not that the infrastructure broke; a finished run whose objective
+    is not finite is FAIL, as Optuna itself treats it."""
+    if status in ("pruned", "diverged"):
+        return "PRUNED"
+    return "COMPLETE" if math.isfinite(objective) else "FAIL"
+
+
+def run_name(cfg: DictConfig, ctx: TrialContext | None = None) -> str:
+    name = cfg.tracking.run_name or f"{cfg.model.name} lr={cfg.optimizer.lr:.3g} {cfg.scheduler.name}"
+    return f"trial-{ctx.number} {name}" if ctx else name
+
+
+def config_yaml(cfg: DictConfig) -> str:
+    """The fully resolved config with secrets masked: what `reproduce` re-runs."""
+    return OmegaConf.to_yaml(OmegaConf.create(mask_tree(resolved(cfg))))
+
+
+def make_tracker(cfg: DictConfig, check: bool = True):
+    from sweep import tracking
+
+    if not cfg.tracking.enabled:
+        return tracking.NullTracker()
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    if check:
+        tracking.check_reachable(uri, cfg.tracking.connect_timeout)
+    return tracking.Tracker(uri, cfg.tracking.experiment)
+
+
+def _hydra_overrides() -> list[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:  # not under Hydra (reproduce)
+        return []
+
+
+def run_job(
+    cfg: DictConfig,
+    ctx: TrialContext | None = None,
+    *,
+    extra_tags: dict[str, str] | None = None,
+    check_tracking: bool = True,
+):
+    """Run one job. Returns the objective (a float) for a plain run, a TrialOutcome in a trial."""
+    validate(cfg)
+    tracker = make_tracker(cfg, check=check_tracking and ctx is None)
+
+    # heavy imports only once the cheap checks passed
+    from sweep import loop
+    from sweep.tracking import environment_tags, params_of
+
+    prepared = loop.prepare(cfg)  # data-dependent checks fail here, before the model is built
+    tags = environment_tags()
+    tags.update(
+        {
+            "sweep.data_fingerprint": prepared.raw.fingerprint,
+            "sweep.data_source": prepared.raw.source,
+            "sweep.seed": str(cfg.trainer.seed),
+            "sweep.overrides": " ".join(_hydra_overrides()),
+            "sweep.objective": cfg.trainer.objective,
+        }
+    )
+    tags.update(extra_tags or {})
+    prune_hook = None
+    if ctx is not None:
+        tags.update(
+            {
+                "optuna.study": ctx.study_name,
+                "optuna.trial_number": str(ctx.number),
+                "optuna.state": "RUNNING",
+            }
+        )
+        trial = ctx.optuna_trial()
+        if trial is not None:
+
+            def prune_hook(value: float, step: int) -> bool:
+                trial.report(value, step)
+                return trial.should_prune()
+
+    tracker.start(run_name(cfg, ctx), tags=tags, parent_run_id=ctx and ctx.parent_run_id)
+    if prune_hook is not None and tracker.run_id:
+        trial.set_user_attr("mlflow_run_id", tracker.run_id)
+    try:
+        tracker.log_params(params_of(resolved(cfg)))
+        tracker.log_text(config_yaml(cfg), "config.yaml")
+        result = loop.run_training(cfg, tracker, prune_hook=prune_hook, prepared=prepared)
+    except KeyboardInterrupt:
+        _close(tracker, "KILLED", ctx and {"optuna.state": "FAIL", "sweep.interrupted": "true"})
+        raise
+    except BaseException as e:
+        _close(tracker, "FAILED", ctx and {"optuna.state": "FAIL", "sweep.error": str(e)[:500]})
+        raise
+    state = optuna_state(result.status, result.objective)
+    end_tags = {
+        "sweep.status": result.status,
+        "sweep.steps": str(result.steps),
+        f"sweep.objective.{cfg.trainer.objective}": str(result.objective),
+    }
+    if ctx is not None:
+        end_tags["optuna.state"] = state
+    tracker.set_tags(end_tags)
+    tracker.end("FAILED" if state == "FAIL" else "FINISHED")
+    log.info(
+        "%s: %s=%.4f after %d/%d steps (%s) in %.1fs",
+        run_name(cfg, ctx),
+        cfg.trainer.objective,
+        result.objective,
+        result.steps,
+        result.total_steps,
+        result.status,
+        result.seconds,
+    )
+    if ctx is None:
+        return result.objective
+    return TrialOutcome(
+        state=state,
+        objective=result.objective,
+        status=result.status,
+        steps=result.steps,
+        total_steps=result.total_steps,
+        seconds=result.seconds,
+        run_id=tracker.run_id,
+        final=result.final,
+    )
+
+
+def _close(tracker, status: str, tags: dict | None) -> None:
+    try:
+        if tags:
+            tracker.set_tags(tags)
+        tracker.end(status)
+    except Exception as e:  # noqa: BLE001 - the original error matters more
+        log.warning("could not close the MLflow run: %s", e)
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean bad input (one clear line, exit 2), not a bug."""
+    from sweep.data import DataError
+    from sweep.model import ModelError
+    from sweep.tracking import TrackingError
+
+    return (ConfigError, DataError, ModelError, TrackingError)
+
+
+def exit_on_user_error(e: BaseException) -> None:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)

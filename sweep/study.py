@@ -1,0 +1,458 @@
+"""Optuna study bookkeeping shared by the sweeper and by trial processes.
+
+Storages, samplers, pruners, the cross-process lock, trial counting against the budget, stale
+trials, and the sweep's MLflow parent run (created once, its id kept in the study).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep.config import mask_uri
+
+log = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+HEARTBEAT = "sweep:heartbeat"
+HOST = "sweep:host"
+PID = "sweep:pid"
+RETRY_OF = "sweep:retry_of"
+RETRIES = "sweep:retries"
+FAIL_REASON = "sweep:fail_reason"
+PARENT_RUN = "mlflow_parent_run_id"
+RUN_ID = "mlflow_run_id"
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def default_storage(study_name: str) -> str:
+    """A journal file in `.sweep/` of the working directory, keyed by study name: stable across
+    runs (Hydra's sweep dirs are timestamped), and safe for several local worker processes."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study_name)
+    return f"journal:///{(Path.cwd() / '.sweep' / f'{safe}.journal').resolve()}"
+
+
+def journal_path(url: str) -> Path | None:
+    if url.startswith("journal://"):
+        return Path(url[len("journal://") :])
+    if url.endswith((".journal", ".log")) and "://" not in url:
+        return Path(url)
+    return None
+
+
+def open_storage(url: str):
+    """An Optuna storage from a URL: sqlite:///, postgresql://, mysql://, or journal:///path."""
+    path = journal_path(url)
+    if path is not None:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        kwargs = {}
+        if url.startswith("postgresql"):
+            kwargs = {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}
+        elif url.startswith("sqlite"):
+            kwargs = {"connect_args": {"timeout": 60}}
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except Exception as e:  # noqa: BLE001 - any driver error
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise RuntimeError(f"Optuna storage {mask_uri(url)} cannot be opened ({first})") from None
+
+
+@dataclass
+class StudySpec:
+    name: str
+    storage_url: str
+    direction: str = "maximize"
+    sampler: str = "tpe"
+    seed: int = 0
+    n_startup_trials: int = 4
+    pruner: str = "median"
+    pruner_startup_trials: int = 3
+    pruner_warmup_steps: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str) -> StudySpec:
+        return cls(**json.loads(raw))
+
+
+def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler, reseeded per trial number: workers propose different points, and a sweep is
+    repeatable trial by trial."""
+    seed = spec.seed + seed_offset
+    name = spec.sampler
+    if name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=spec.n_startup_trials, multivariate=True, group=True
+        )
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=spec.n_startup_trials)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=spec.n_startup_trials)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=spec.seed)
+    raise ValueError(f"hydra.sweeper.sampler must be tpe, random, gp, cmaes or qmc, got {name!r}")
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    name = spec.pruner
+    if name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=spec.pruner_startup_trials, n_warmup_steps=spec.pruner_warmup_steps
+        )
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(
+        f"hydra.sweeper.pruner must be median, successive_halving, hyperband or none, got {name!r}"
+    )
+
+
+def create_or_load(spec: StudySpec, storage=None) -> optuna.Study:
+    storage = storage or open_storage(spec.storage_url)
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=storage,
+        direction=spec.direction,
+        sampler=make_sampler(spec),
+        pruner=make_pruner(spec),
+        load_if_exists=True,
+    )
+    if study.direction.name.lower() != spec.direction:
+        raise ValueError(
+            f"study {spec.name!r} was created to {study.direction.name.lower()}, "
+            f"not {spec.direction}; use another hydra.sweeper.study_name"
+        )
+    return study
+
+
+def trial_in_other_process(spec: StudySpec, number: int) -> optuna.Trial:
+    """The live trial object for a job that runs in another process (process launchers)."""
+    study = create_or_load(spec)
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return optuna.trial.Trial(study, trial_id)
+
+
+# --------------------------------------------------------------------------- the lock
+
+
+class StudyLock:
+    """Serialises "count, then ask" across every process of one study.
+
+    journal / sqlite: an flock on a file beside the storage; PostgreSQL: an advisory lock;
+    other storages: a lock file in .sweep/ (one machine only; said in a warning).
+    """
+
+    def __init__(self, storage_url: str, study_name: str):
+        self.url = storage_url
+        self.key = int(hashlib.sha1(f"{storage_url}|{study_name}".encode()).hexdigest()[:15], 16)
+        self._fh = None
+        self._conn = None
+        self._engine = None
+        self._depth = 0
+        path = journal_path(storage_url)
+        if path is None and storage_url.startswith("sqlite:///"):
+            path = Path(storage_url[len("sqlite:///") :])
+        if path is None and not storage_url.startswith("postgresql"):
+            path = Path.cwd() / ".sweep" / f"lock-{self.key:x}"
+            log.warning("no cross-machine lock for %s: workers must share this machine", mask_uri(storage_url))
+        self.path = Path(f"{path}.{study_name}.lock") if path is not None else None
+
+    def __enter__(self):
+        self._depth += 1
+        if self._depth > 1:
+            return self
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a+")  # noqa: SIM115 - held across __enter__/__exit__
+            fcntl.flock(self._fh, fcntl.LOCK_EX)
+        else:
+            import sqlalchemy
+
+            if self._engine is None:
+                self._engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool)
+            self._conn = self._engine.connect()
+            self._conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
+        return self
+
+    def __exit__(self, *exc):
+        self._depth -= 1
+        if self._depth > 0:
+            return
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+        if self._conn is not None:
+            import sqlalchemy
+
+            with contextlib.suppress(Exception):
+                self._conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            self._conn.close()
+            self._conn = None
+
+
+# --------------------------------------------------------------------------- counting
+
+
+@dataclass
+class Counts:
+    complete: int
+    pruned: int
+    failures: int  # FAILs that were not retried
+    running: int
+    waiting: int
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.failures
+
+
+def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
+    return {int(t.system_attrs[RETRY_OF]) for t in trials if RETRY_OF in t.system_attrs}
+
+
+def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Finished trials that count against the budget (a retried FAIL counts through its retry)."""
+    retried = retried_numbers(trials)
+    return [
+        t
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (t.state == TrialState.FAIL and t.number not in retried)
+    ]
+
+
+def count(study: optuna.Study) -> Counts:
+    trials = study.get_trials(deepcopy=False)
+    done = counted(trials)
+    return Counts(
+        complete=sum(t.state == TrialState.COMPLETE for t in done),
+        pruned=sum(t.state == TrialState.PRUNED for t in done),
+        failures=sum(t.state == TrialState.FAIL for t in done),
+        running=sum(t.state == TrialState.RUNNING for t in trials),
+        waiting=sum(t.state == TrialState.WAITING for t in trials),
+    )
+
+
+# --------------------------------------------------------------------------- trial life
+
+
+def beat(storage, trial_id: int) -> None:
+    storage.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
+
+
+def claim(storage, trial_id: int) -> None:
+    """Record which process runs the trial (for stale detection on the same host)."""
+    storage.set_trial_system_attr(trial_id, HOST, socket.gethostname())
+    storage.set_trial_system_attr(trial_id, PID, os.getpid())
+
+
+def _process_gone(t: FrozenTrial) -> bool:
+    if t.system_attrs.get(HOST) != socket.gethostname() or PID not in t.system_attrs:
+        return False
+    pid = int(t.system_attrs[PID])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def fail_stale(study: optuna.Study, grace_period: float, max_retries: int, parent=None) -> list[int]:
+    """Fail RUNNING trials whose worker died; re-enqueue each with its params (bounded retries).
+    Call under the study lock. Returns the numbers failed."""
+    now = time.time()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        last = t.system_attrs.get(HEARTBEAT)
+        if last is None and t.datetime_start is not None:
+            last = t.datetime_start.timestamp()
+        silent = now - float(last or now)
+        if not (_process_gone(t) or silent > grace_period):
+            continue
+        try:
+            ok = study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except Exception:  # noqa: BLE001 - someone else finished it first
+            continue
+        if not ok:
+            continue
+        study._storage.set_trial_system_attr(t._trial_id, FAIL_REASON, "worker died (stale heartbeat)")
+        failed.append(t.number)
+        retries = int(t.system_attrs.get(RETRIES, 0))
+        log.warning("trial %d: its worker died (silent %.0fs); marked FAIL", t.number, silent)
+        if retries < max_retries:
+            retry(study, t, retries + 1)
+        if parent is not None:
+            parent.close_child(t.user_attrs.get(RUN_ID), "FAIL", {"sweep.fail_reason": "worker died"})
+    return failed
+
+
+def retry(study: optuna.Study, t: FrozenTrial, retries: int) -> None:
+    """Enqueue `t`'s params again; the new trial stands in for `t` in the budget."""
+    study.enqueue_trial(dict(t.params), skip_if_exists=False)
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    newest = max(waiting, key=lambda w: w.number)
+    study._storage.set_trial_system_attr(newest._trial_id, RETRY_OF, t.number)
+    study._storage.set_trial_system_attr(newest._trial_id, RETRIES, retries)
+
+
+def enqueue_known(study: optuna.Study, configs: list[dict[str, Any]]) -> None:
+    """`hydra.sweeper.enqueue`: known configurations run first (once per study)."""
+    for params in configs:
+        study.enqueue_trial(params, skip_if_exists=True)
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, outcome, error: str, seconds: float) -> None:
+    trial.set_user_attr("duration_s", round(seconds, 2))
+    if outcome is not None:
+        trial.set_user_attr("steps", outcome.steps)
+        trial.set_user_attr("status", outcome.status)
+        if outcome.run_id:
+            trial.set_user_attr(RUN_ID, outcome.run_id)
+    if error:
+        study._storage.set_trial_system_attr(trial._trial_id, FAIL_REASON, error[:500])
+    if outcome is None or outcome.state == "FAIL":
+        study.tell(trial, state=TrialState.FAIL)
+        log.warning("trial %d FAILED: %s", trial.number, error or "objective is not finite")
+    elif outcome.state == "PRUNED":
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, outcome.objective)
+
+
+def interrupt(study: optuna.Study, trial: optuna.Trial, parent) -> None:
+    """Ctrl-C during a trial: FAIL it and enqueue it again, so a re-run resumes it."""
+    with contextlib.suppress(Exception):
+        study._storage.set_trial_system_attr(trial._trial_id, FAIL_REASON, "interrupted (Ctrl-C)")
+        study.tell(trial, state=TrialState.FAIL)
+        frozen = study._storage.get_trial(trial._trial_id)
+        retry(study, frozen, int(frozen.system_attrs.get(RETRIES, 0)))
+        parent.close_child(frozen.user_attrs.get(RUN_ID), "FAIL", {"sweep.interrupted": "true"}, "KILLED")
+
+
+# --------------------------------------------------------------------------- results
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value)
+    ]
+    if not complete:
+        return None
+    pick = min if study.direction.name == "MINIMIZE" else max
+    return pick(complete, key=lambda t: (t.value, -t.number))
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    rows = []
+    retried = retried_numbers(study.get_trials(deepcopy=False))
+    for t in study.get_trials(deepcopy=False):
+        duration = t.user_attrs.get("duration_s")
+        if duration is None and t.datetime_complete and t.datetime_start:
+            duration = (t.datetime_complete - t.datetime_start).total_seconds()
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name + (" (retried)" if t.number in retried else ""),
+                "value": t.value,
+                **{f"params.{k}": v for k, v in t.params.items()},
+                "duration_s": round(duration, 1) if duration is not None else None,
+                "steps": t.user_attrs.get("steps"),
+                "run_id": t.user_attrs.get(RUN_ID),
+                "fail_reason": t.system_attrs.get(FAIL_REASON, ""),
+            }
+        )
+    return rows
+
+
+def rows_csv(rows: list[dict[str, Any]]) -> str:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.4f}"
+    return str(v)
+
+
+def table(study: optuna.Study) -> str:
+    """The end-of-sweep console table: number, state, lr, schedule, objective, duration, steps."""
+    cols = [
+        ("#", "number"),
+        ("state", "state"),
+        ("lr", "params.optimizer.lr"),
+        ("schedule", "params.scheduler"),
+        ("objective", "value"),
+        ("seconds", "duration_s"),
+        ("steps", "steps"),
+    ]
+    rows = trial_rows(study)
+    cells = [[_fmt(r.get(k)) for _, k in cols] for r in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _) in enumerate(cols)]
+    line = "  ".join(h.ljust(w) for (h, _), w in zip(cols, widths, strict=True))
+    out = [line, "-" * len(line)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(out)
+
+
+def write_results(study: optuna.Study, sweep_dir: Path, summary, direction: str) -> None:
+    """optimization_results.yaml in the sweep dir, with best params and value."""
+    from omegaconf import OmegaConf
+
+    best = best_trial(study)
+    data = {
+        "name": "optuna",
+        "study": study.study_name,
+        "direction": direction,
+        "best_value": best.value if best else None,
+        "best_params": dict(best.params) if best else {},
+        "best_trial": best.number if best else None,
+        "best_run_id": best.user_attrs.get(RUN_ID) if best else None,
+        "counts": summary.counts if summary else {},
+    }
+    OmegaConf.save(OmegaConf.create(data), sweep_dir / "optimization_results.yaml")

@@ -1,0 +1,422 @@
+"""The Optuna-driven Hydra sweeper: ask/tell, pruning, failures, heartbeats, resume, workers.
+
+Budget: `n_trials` is the number of finished trials the study must hold (COMPLETE + PRUNED + FAIL,
+a FAIL that was retried counting once, through its retry). Any number of `python train.py -m`
+processes on one storage cooperate: a trial is only started, under a lock, while finished +
+running trials are fewer than `n_trials`, so together they stop at exactly `n_trials`.
+
+Stale trials: every running trial gets a heartbeat (a system attribute) from the process that runs
+it. A RUNNING trial whose heartbeat is older than `grace_period`, or whose process on this host is
+gone, is failed and re-enqueued with the same parameters (at most `max_retries` times).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import (
+    ChoiceSweep,
+    IntervalSweep,
+    Override,
+    RangeSweep,
+)
+from hydra.core.plugins import Plugins
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import TrialState
+
+from sweep import study as study_mod
+from sweep.parent import ParentRun
+from sweep.config import ConfigError, mask_uri, validate
+from sweep.runner import TrialContext, TrialOutcome, set_trial_context
+
+log = logging.getLogger(__name__)
+
+
+class SweepError(RuntimeError):
+    """The sweep cannot run or had to stop; one line saying why."""
+
+
+# --------------------------------------------------------------------------- search space
+
+
+@dataclass
+class SearchSpace:
+    distributions: dict[str, BaseDistribution] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    conditions: dict[str, dict[str, list]] = field(default_factory=dict)
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Sample every active parameter; a conditional one only when its condition holds."""
+        values: dict[str, Any] = {}
+        pending = list(self.distributions)
+        while pending:  # conditions may refer to params declared later
+            progressed = False
+            for name in list(pending):
+                cond = self.conditions.get(name, {})
+                if any(dep in pending for dep in cond):
+                    continue
+                pending.remove(name)
+                progressed = True
+                if all(str(values.get(dep, self.fixed.get(dep))) in map(str, ok) for dep, ok in cond.items()):
+                    values[name] = _suggest(trial, name, self.distributions[name])
+            if not progressed:
+                raise SweepError(f"hydra.sweeper.conditions form a cycle among {pending}")
+        return values
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    assert isinstance(dist, CategoricalDistribution)
+    return trial.suggest_categorical(name, dist.choices)
+
+
+def distribution_of(override: Override) -> BaseDistribution:
+    """Hydra's sweep grammar -> an Optuna distribution.
+
+    choice(a, b)            -> categorical
+    range(1, 10, 2)         -> int with step (float range: categorical of its values)
+    interval(0.1, 1)        -> float uniform; int(interval(1, 8)) -> int
+    tag(log, interval(...)) -> log scale
+    """
+    value = override.value()
+    is_log = "log" in getattr(value, "tags", set())
+    if isinstance(value, ChoiceSweep):
+        return CategoricalDistribution([c for c in value.list])
+    if isinstance(value, RangeSweep):
+        start, stop, step = value.start, value.stop, value.step
+        if all(isinstance(x, int) for x in (start, stop, step)) and step > 0:
+            last = start + ((stop - start - 1) // step) * step
+            return IntDistribution(int(start), int(last), step=int(step))
+        return CategoricalDistribution(list(override.sweep_iterator()))
+    if isinstance(value, IntervalSweep):
+        if isinstance(value.start, int) and isinstance(value.end, int):
+            return IntDistribution(int(value.start), int(value.end), log=is_log)
+        return FloatDistribution(float(value.start), float(value.end), log=is_log)
+    raise SweepError(f"cannot search {override.input_line!r}: use choice, range or interval")
+
+
+def build_space(params: dict[str, Any], arguments: list[str], conditions: dict) -> tuple[SearchSpace, list[str]]:
+    """Search space from `hydra.sweeper.params` + command-line sweeps; other overrides stay fixed.
+
+    Returns the space and the plain (non-sweep) command-line overrides every trial gets.
+    """
+    parser = OverridesParser.create()
+    lines = [f"{k}={v}" for k, v in params.items()]
+    space = SearchSpace(conditions={k: dict(v) for k, v in (conditions or {}).items()})
+    passthrough: list[str] = []
+    try:
+        parsed_cfg = parser.parse_overrides(lines)
+        parsed_cli = parser.parse_overrides(arguments)
+    except Exception as e:  # hydra's OverrideParseException
+        raise SweepError(f"bad search-space override: {str(e).splitlines()[0]}") from None
+    for ov in parsed_cfg + parsed_cli:
+        key = ov.get_key_element()
+        if ov.is_sweep_override():
+            if ov.is_discrete_sweep() and not isinstance(ov.value(), ChoiceSweep | RangeSweep):
+                raise SweepError(f"cannot search {ov.input_line!r}")
+            space.fixed.pop(key, None)
+            space.distributions[key] = distribution_of(ov)
+        elif ov in parsed_cli:
+            space.distributions.pop(key, None)
+            passthrough.append(ov.input_line)
+        else:
+            space.fixed[key] = ov.value()
+    for name, cond in space.conditions.items():
+        if name not in space.distributions:
+            raise SweepError(f"hydra.sweeper.conditions names {name!r}, which is not searched")
+        for dep in cond:
+            if dep not in space.distributions and dep not in space.fixed:
+                raise SweepError(f"condition of {name!r} refers to {dep!r}, which is not a param")
+    return space, passthrough
+
+
+def to_override(key: str, value: Any) -> str:
+    if isinstance(value, float):
+        return f"{key}={value!r}"
+    if isinstance(value, str) and any(c in value for c in " ,=()[]{}'\""):
+        return f"{key}='{value}'"
+    return f"{key}={value}"
+
+
+# --------------------------------------------------------------------------- heartbeats
+
+
+class Heartbeat:
+    """Writes a heartbeat into every trial this process runs, from a background thread."""
+
+    def __init__(self, storage, interval: float):
+        self.storage = storage
+        self.interval = interval
+        self.trial_ids: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sweep-heartbeat", daemon=True)
+        self._thread.start()
+
+    def add(self, trial_id: int) -> None:
+        with self._lock:
+            self.trial_ids.add(trial_id)
+        study_mod.beat(self.storage, trial_id)
+
+    def discard(self, trial_id: int) -> None:
+        with self._lock:
+            self.trial_ids.discard(trial_id)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                ids = list(self.trial_ids)
+            for tid in ids:
+                try:
+                    study_mod.beat(self.storage, tid)
+                except Exception as e:  # noqa: BLE001 - keep beating the others
+                    log.debug("heartbeat of trial %s failed: %s", tid, e)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+# --------------------------------------------------------------------------- the sweeper
+
+
+@dataclass
+class Launched:
+    trial: optuna.Trial
+    params: dict[str, Any]
+    overrides: list[str]
+    started: float
+
+
+class SweepRunner:
+    def __init__(self, **kwargs: Any) -> None:
+        self.opts = OmegaConf.create(kwargs)
+        self.config: DictConfig | None = None
+        self.launcher = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    # ---- preparation: everything that can fail fast, before any trial
+
+    def _job_config(self, overrides: list[str]) -> DictConfig:
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        with contextlib.suppress(Exception):
+            OmegaConf.set_struct(cfg, False)
+        cfg.pop("hydra", None)
+        return cfg
+
+    def _check_space(self, space: SearchSpace, fixed: list[str]) -> DictConfig:
+        """Compose and validate the base config and each end of every searched range."""
+        base = self._job_config(fixed)
+        validate(base)
+        for name, dist in space.distributions.items():
+            if isinstance(dist, CategoricalDistribution):
+                ends = list(dist.choices)
+            else:
+                ends = [dist.low, dist.high]
+            for v in ends:
+                try:
+                    validate(self._job_config([*fixed, to_override(name, v)]), check_device=False)
+                except ConfigError as e:
+                    raise SweepError(f"search space {name}={v}: {e}") from None
+                except Exception as e:  # noqa: BLE001 - a composition error
+                    raise SweepError(f"search space {name}={v}: {str(e).splitlines()[0]}") from None
+        return base
+
+    def sweep(self, arguments: list[str]) -> Any:
+        try:
+            return self._sweep(arguments)
+        except (SweepError, ConfigError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    def _sweep(self, arguments: list[str]) -> Any:
+        o = self.opts
+        space, passthrough = build_space(o.params or {}, arguments, o.conditions or {})
+        fixed = passthrough + [to_override(k, v) for k, v in space.fixed.items()]
+        base = self._check_space(space, fixed)
+
+        from sweep import tracking
+
+        objective = base.trainer.objective
+        direction = o.direction or ("minimize" if objective == "eval_loss" else "maximize")
+        if direction not in ("minimize", "maximize"):
+            raise SweepError(f"hydra.sweeper.direction must be minimize or maximize, got {direction!r}")
+        if not 0 <= o.max_failure_rate <= 1:
+            raise SweepError(f"hydra.sweeper.max_failure_rate must be in [0, 1], got {o.max_failure_rate}")
+        if o.n_trials < 1:
+            raise SweepError(f"hydra.sweeper.n_trials must be >= 1, got {o.n_trials}")
+        study_name = o.study_name or base.tracking.experiment
+        storage_url = o.storage or study_mod.default_storage(study_name)
+        tracker_uri = tracking.resolve_uri(base.tracking.uri) if base.tracking.enabled else None
+        if tracker_uri:
+            tracking.check_reachable(tracker_uri, base.tracking.connect_timeout)
+        storage = study_mod.open_storage(storage_url)
+
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+
+        spec = study_mod.StudySpec(
+            name=study_name,
+            storage_url=storage_url,
+            direction=direction,
+            sampler=o.sampler,
+            seed=o.seed,
+            n_startup_trials=o.n_startup_trials,
+            pruner=o.pruner,
+            pruner_startup_trials=o.pruner_startup_trials,
+            pruner_warmup_steps=o.pruner_warmup_steps,
+        )
+        study = study_mod.create_or_load(spec, storage)
+        lock = study_mod.StudyLock(storage_url, study_name)
+        with lock:
+            study_mod.enqueue_known(study, [dict(e) for e in o.enqueue])
+        parent = ParentRun(study, base, tracker_uri, spec, space, lock)
+        parent.open()
+        log.info(
+            "study %r on %s: %d/%d trials finished; MLflow parent run %s",
+            study_name,
+            mask_uri(storage_url),
+            study_mod.count(study).finished,
+            o.n_trials,
+            parent.run_id,
+        )
+        os.environ.update(
+            {
+                "SWEEP_STUDY_SPEC": spec.to_json(),
+                "SWEEP_PARENT_RUN_ID": parent.run_id or "",
+                "SWEEP_OBJECTIVE": objective,
+            }
+        )
+        heartbeat = Heartbeat(storage, o.heartbeat_interval)
+        started = time.time()
+        exit_code = 0
+        reason = ""
+        launched: list[Launched] = []
+        try:
+            while True:
+                if o.timeout and time.time() - started > o.timeout:
+                    reason = f"timeout of {o.timeout}s reached; re-run the command to continue"
+                    break
+                batch: list[Launched] = []
+                with lock:
+                    study_mod.fail_stale(study, o.grace_period, o.max_retries, parent)
+                    c = study_mod.count(study)
+                    if c.failures > math.floor(o.max_failure_rate * o.n_trials):
+                        exit_code = 1
+                        reason = (
+                            f"{c.failures} failed trials exceed max_failure_rate="
+                            f"{o.max_failure_rate} of n_trials={o.n_trials}"
+                        )
+                        break
+                    free = o.n_trials - c.finished - c.running
+                    for _ in range(max(0, min(o.n_jobs, free))):
+                        study.sampler = study_mod.make_sampler(spec, seed_offset=len(study.trials))
+                        trial = study.ask()
+                        study_mod.claim(storage, trial._trial_id)
+                        heartbeat.add(trial._trial_id)
+                        params = space.suggest(trial)
+                        overrides = fixed + [to_override(k, v) for k, v in params.items()]
+                        overrides.append(f"+hydra.job.env_set.SWEEP_TRIAL_NUMBER={trial.number}")
+                        batch.append(Launched(trial, params, overrides, time.time()))
+                if not batch:
+                    if c.running:  # other workers hold the last trials; watch them for staleness
+                        time.sleep(min(o.heartbeat_interval, 5.0))
+                        continue
+                    break
+                launched = batch
+                self._run_batch(batch, study, parent, objective, heartbeat)
+                launched = []
+        except KeyboardInterrupt:
+            for item in launched:
+                study_mod.interrupt(study, item.trial, parent)
+            parent.finish(status="KILLED")
+            print(
+                "\ninterrupted: unfinished trials were failed and re-enqueued; "
+                "re-run the same command to resume",
+                file=sys.stderr,
+            )
+            sys.exit(130)
+        finally:
+            heartbeat.stop()
+        summary = parent.finish(status="FAILED" if exit_code else "FINISHED")
+        study_mod.write_results(study, sweep_dir, summary, direction)
+        print(summary.table)
+        if reason:
+            print(("error: " if exit_code else "note: ") + reason, file=sys.stderr)
+        if exit_code:
+            sys.exit(exit_code)
+        return summary
+
+    def _run_batch(self, batch: list[Launched], study, parent, objective: str, heartbeat: Heartbeat) -> None:
+        from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+        in_process = isinstance(self.launcher, BasicLauncher)
+        idx = len(study.trials) - len(batch)
+        if in_process:
+            # trials run one by one in this process: hand each its trial object in memory
+            returns = []
+            for item in batch:
+                set_trial_context(
+                    TrialContext(
+                        study_name=study.study_name,
+                        number=item.trial.number,
+                        trial_id=item.trial._trial_id,
+                        parent_run_id=parent.run_id,
+                        trial=item.trial,
+                        objective=objective,
+                    )
+                )
+                try:
+                    returns.extend(self.launcher.launch([item.overrides], initial_job_idx=item.trial.number))
+                finally:
+                    set_trial_context(None)
+                self._tell(study, item, returns[-1], parent, heartbeat)
+            return
+        returns = self.launcher.launch([b.overrides for b in batch], initial_job_idx=idx)
+        for item, ret in zip(batch, returns, strict=True):
+            self._tell(study, item, ret, parent, heartbeat)
+
+    def _tell(self, study, item: Launched, ret, parent, heartbeat: Heartbeat) -> None:
+        from hydra.core.utils import JobStatus
+
+        trial = item.trial
+        outcome: TrialOutcome | None = None
+        error = ""
+        if ret.status == JobStatus.COMPLETED and isinstance(ret._return_value, TrialOutcome):
+            outcome = ret._return_value
+        elif ret.status == JobStatus.COMPLETED:
+            error = f"the task returned {type(ret._return_value).__name__}, not a trial outcome"
+        else:
+            exc = ret._return_value
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        heartbeat.discard(trial._trial_id)
+        study_mod.tell(study, trial, outcome, error, time.time() - item.started)
+        parent.after_trial(trial.number, outcome, error)
+

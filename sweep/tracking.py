@@ -1,0 +1,290 @@
+"""MLflow tracking: the store, runs (top-level, parent, nested child), params, metrics, artifacts.
+
+We own the run lifecycle through `MlflowClient` (no fluent global state), so a sweep can hold its
+parent run and a trial's child run at once, and nothing depends on transformers' MLflowCallback.
+`NullTracker` stands in when tracking is off, so the training code never asks whether it is on.
+
+The store: `tracking.uri`, else $MLFLOW_TRACKING_URI, else `sqlite:///mlflow.db` in the working
+directory, whose artifacts go to `mlartifacts/` beside the database file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from sweep.config import flatten, mask_tree, mask_uri
+
+log = logging.getLogger(__name__)
+
+PARAM_VALUE_MAX = 6000  # MLflow's cap on a param value
+PACKAGES = ("torch", "transformers", "datasets", "accelerate", "mlflow", "optuna", "hydra-core")
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; one line naming the URI."""
+
+
+# --------------------------------------------------------------------------- the store
+
+
+def resolve_uri(uri: str | None, cwd: str | None = None) -> str:
+    if uri:
+        return str(uri)
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{Path(cwd or os.getcwd()).resolve() / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :])
+    return None
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifacts of a SQLite store live in `mlartifacts/` beside the database file."""
+    db = sqlite_path(uri)
+    return str(db.parent / "mlartifacts") if db else None
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds (not MLflow's minutes of retries) when the store cannot be used."""
+    scheme = urlparse(uri).scheme
+    shown = mask_uri(uri)
+    if scheme in ("http", "https"):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                if resp.status != 200:
+                    raise TrackingError(f"MLflow tracking server {shown} answered {resp.status}")
+        except urllib.error.HTTPError as e:
+            raise TrackingError(f"MLflow tracking server {shown} answered HTTP {e.code}") from None
+        except (urllib.error.URLError, OSError, TimeoutError) as e:
+            reason = getattr(e, "reason", e)
+            raise TrackingError(
+                f"MLflow tracking server {shown} is unreachable ({reason}); "
+                "start it or pass tracking.uri=..."
+            ) from None
+    elif scheme == "sqlite":
+        db = sqlite_path(uri)
+        if db is None or not db.parent.is_dir():
+            raise TrackingError(f"MLflow store {shown}: directory {db and db.parent} does not exist")
+    elif scheme in ("file", ""):
+        raise TrackingError(
+            f"MLflow store {shown}: the file store is refused by MLflow 3.13+; "
+            "use sqlite:///path/mlflow.db or a server URI"
+        )
+    elif scheme.startswith(("postgresql", "mysql", "mssql")):
+        _check_db_url(uri, timeout)
+
+
+def _check_db_url(url: str, timeout: float) -> None:
+    import sqlalchemy
+
+    args = {"connect_timeout": int(max(1, timeout))} if url.startswith("postgresql") else {}
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args=args)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as e:  # noqa: BLE001 - any driver error means "cannot use it"
+        first = str(e).strip().splitlines()[0][:200]
+        raise TrackingError(f"database {mask_uri(url)} is unreachable ({first})") from None
+
+
+_STORE_LOCK_TIMEOUT = 300
+
+
+def client(uri: str):
+    """An MlflowClient on `uri`. A new SQLite store is created once, under a file lock, so that
+    several processes starting together do not race in MLflow's schema migration."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    from mlflow import MlflowClient
+
+    db = sqlite_path(uri)
+    if db is not None:
+        from filelock import FileLock
+
+        with FileLock(str(db) + ".lock", timeout=_STORE_LOCK_TIMEOUT):
+            c = MlflowClient(uri)
+            c.search_experiments(max_results=1)  # creates / migrates the schema now
+        return c
+    return MlflowClient(uri)
+
+
+# --------------------------------------------------------------------------- what a run records
+
+
+def environment_tags(cwd: str | None = None) -> dict[str, str]:
+    """What is needed to repeat a run: git commit + dirty flag, package versions, python."""
+    tags: dict[str, str] = {"sweep.python": sys.version.split()[0]}
+    for pkg in PACKAGES:
+        try:
+            tags[f"sweep.version.{pkg}"] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    root = cwd or str(Path(__file__).resolve().parent.parent)
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode == 0:
+            tags["sweep.git_commit"] = commit.stdout.strip()
+            tags["mlflow.source.git.commit"] = commit.stdout.strip()
+            status = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
+            tags["sweep.git_dirty"] = str(bool(status.stdout.strip())).lower()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return tags
+
+
+def params_of(config: dict[str, Any]) -> dict[str, str]:
+    """The resolved config flattened with dots, secrets masked, values capped at MLflow's limit."""
+    out = {}
+    for k, v in flatten(mask_tree(config)).items():
+        s = "None" if v is None else str(v)
+        out[k] = s if len(s) <= PARAM_VALUE_MAX else s[: PARAM_VALUE_MAX - 3] + "..."
+    return out
+
+
+# --------------------------------------------------------------------------- trackers
+
+
+class NullTracker:
+    """Does nothing; stands in when tracking is off."""
+
+    run_id: str | None = None
+    experiment_id: str | None = None
+    uri: str | None = None
+
+    def start(self, name: str, tags: dict | None = None, parent_run_id: str | None = None) -> None:
+        pass
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        pass
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        pass
+
+    def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
+        pass
+
+    def end(self, status: str = "FINISHED") -> None:
+        pass
+
+
+class Tracker(NullTracker):
+    """One MLflow run, driven through MlflowClient."""
+
+    def __init__(self, uri: str, experiment: str, *, mlflow_client=None):
+        self.uri = uri
+        self.client = mlflow_client or client(uri)
+        self.experiment_id = get_or_create_experiment(self.client, uri, experiment)
+        self.run_id = None
+        self.missing_steps: list[int] = []
+
+    def start(self, name: str, tags: dict | None = None, parent_run_id: str | None = None) -> None:
+        tags = {k: str(v) for k, v in (tags or {}).items()}
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        self.run_id = run.info.run_id
+
+    def attach(self, run_id: str) -> None:
+        """Continue an existing run (a resumed checkpointed run, a sweep's parent)."""
+        self.run_id = run_id
+        self.client.update_run(run_id, status="RUNNING")
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), now, int(step))
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        ]
+        if not items:
+            return
+        try:
+            self.client.log_batch(self.run_id, metrics=items)
+        except Exception as e:  # noqa: BLE001 - tracking must not kill training
+            self.missing_steps.append(int(step))
+            log.warning("could not log metrics at step %s to MLflow: %s", step, str(e)[:200])
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        if items:
+            self.client.log_batch(self.run_id, tags=items)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, local_dir, artifact_path)
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.run_id is None:
+            return
+        if self.missing_steps:
+            steps = ",".join(map(str, sorted(set(self.missing_steps))))
+            try:
+                self.set_tags({"sweep.missing_metric_steps": steps})
+            except Exception:  # noqa: BLE001
+                log.warning("metrics of steps %s never reached MLflow", steps)
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def get_or_create_experiment(c, uri: str, name: str) -> str:
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            c.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    root = artifact_root(uri)
+    location = f"{root}/{name}" if root else None
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except Exception:  # another process created it in between
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def finite(x: float | None) -> bool:
+    return x is not None and isinstance(x, int | float) and math.isfinite(x)

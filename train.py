@@ -1,0 +1,41 @@
+"""Hydra entry point: one fine-tuning run, or (with -m) one trial of a sweep.
+
+    python train.py                      # one run with the offline defaults
+    python train.py -m                   # the default Optuna sweep (search=lr_schedule)
+    python train.py model=tiny optimizer.lr=1e-4 scheduler=cosine
+
+Returns `trainer.objective` (default eval_f1 at the final evaluation) for the sweeper.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from sweep.config import register_configs
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig):
+    from sweep.runner import current_trial_context, exit_on_user_error, run_job, user_errors
+
+    ctx = current_trial_context()  # set by our sweeper inside `-m`; None for a plain run
+    try:
+        return run_job(cfg, ctx)
+    except KeyboardInterrupt:
+        if ctx is not None:
+            raise  # the sweeper records the trial and leaves the study resumable
+        print("interrupted: the MLflow run was closed as KILLED", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:
+        if ctx is None and isinstance(e, user_errors()):
+            exit_on_user_error(e)
+        raise
+
+
+if __name__ == "__main__":
+    main()
