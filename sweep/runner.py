@@ -224,12 +224,17 @@ def _close(tracker, status: str, tags: dict | None) -> None:
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    """Errors that mean bad input (one clear line, exit 2), not a bug."""
-    from sweep.data import DataError
-    from sweep.model import ModelError
-    from sweep.tracking import TrackingError
-
-    return (ConfigError, DataError, ModelError, TrackingError)
+    """Errors that mean bad input (one clear line, exit 2), not a bug. Only modules already
+    imported can have raised theirs, so this never pulls in torch just to print an error."""
+    found: list[type[Exception]] = [ConfigError]
+    for module, name in (
+        ("sweep.data", "DataError"),
+        ("sweep.model", "ModelError"),
+        ("sweep.tracking", "TrackingError"),
+    ):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
 
 
 def exit_on_user_error(e: BaseException) -> None:

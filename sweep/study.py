@@ -17,6 +17,7 @@ import math
 import os
 import socket
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from sweep.config import mask_uri
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 HEARTBEAT = "sweep:heartbeat"
 HOST = "sweep:host"
@@ -412,9 +414,11 @@ def rows_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, key: str = "") -> str:
     if v is None:
         return "-"
+    if key == "duration_s":
+        return f"{v:.1f}"
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.4f}"
     return str(v)
@@ -432,7 +436,7 @@ def table(study: optuna.Study) -> str:
         ("steps", "steps"),
     ]
     rows = trial_rows(study)
-    cells = [[_fmt(r.get(k)) for _, k in cols] for r in rows]
+    cells = [[_fmt(r.get(k), k) for _, k in cols] for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _) in enumerate(cols)]
     line = "  ".join(h.ljust(w) for (h, _), w in zip(cols, widths, strict=True))
     out = [line, "-" * len(line)]

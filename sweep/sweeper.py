@@ -137,8 +137,9 @@ def build_space(params: dict[str, Any], arguments: list[str], conditions: dict) 
                 raise SweepError(f"cannot search {ov.input_line!r}")
             space.fixed.pop(key, None)
             space.distributions[key] = distribution_of(ov)
-        elif ov in parsed_cli:
+        elif ov in parsed_cli:  # a plain command-line value wins over the search config
             space.distributions.pop(key, None)
+            space.fixed.pop(key, None)
             passthrough.append(ov.input_line)
         else:
             space.fixed[key] = ov.value()

@@ -1,0 +1,106 @@
+"""Shared fixtures: a private working directory per test, offline settings, helpers that run
+`train.py` as a real subprocess and compose the real Hydra config in-process.
+
+Run everything with `make test` (or `.venv/bin/python -m pytest`); skip the slow ones with
+`-m "not slow"`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = ROOT / "train.py"
+
+# a tiny, fast trial: tiny BERT on a small generated set
+TINY = [
+    "model=tiny",
+    "data.train_size=160",
+    "data.eval_size=64",
+    "data.max_length=48",
+    "trainer.train_batch_size=16",
+    "trainer.eval_every=5",
+    "trainer.logging_every=5",
+]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """Tokenized-data cache shared by the session (tests of the cache itself use their own)."""
+    return tmp_path_factory.mktemp("tokcache")
+
+
+@pytest.fixture(autouse=True)
+def offline_env(monkeypatch, cache_dir):
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(key, "1")
+    monkeypatch.setenv("SWEEP_CACHE_DIR", str(cache_dir))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for key in ("SWEEP_TRIAL_NUMBER", "SWEEP_STUDY_SPEC", "SWEEP_PARENT_RUN_ID"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_train(args: list[str], cwd: Path, timeout: float = 300, env: dict | None = None):
+    """`python train.py ARGS` in `cwd`; returns the CompletedProcess (stdout+stderr merged)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(TRAIN), *args],
+        cwd=cwd,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_train(args: list[str], cwd: Path, env: dict | None = None, log: Path | None = None):
+    """Start `python train.py ARGS` without waiting (for kill / interrupt tests)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    out = open(log or (cwd / "train.log"), "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        [sys.executable, str(TRAIN), *args],
+        cwd=cwd,
+        env=full_env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def compose(overrides: list[str] | None = None, *, with_hydra: bool = False):
+    """The real config, composed in-process like `python train.py OVERRIDES` would."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from sweep.config import register_configs
+
+    register_configs()
+    import hydra_plugins.sweep_optuna.sweep_optuna  # noqa: F401 - registers hydra/sweeper=optuna
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides or [], return_hydra_config=with_hydra)
+
+
+def mlflow_client(workdir: Path):
+    from mlflow import MlflowClient
+
+    return MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+
+
+def runs_of(client, experiment: str):
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no MLflow experiment {experiment!r}"
+    return client.search_runs([exp.experiment_id], max_results=1000)

@@ -1,0 +1,150 @@
+"""Config composition, validation and the reference presets.
+
+    .venv/bin/python -m pytest tests/test_config.py
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import TINY, compose, run_train
+from hydra.errors import ConfigCompositionException, HydraException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from sweep.config import ConfigError, is_secret_key, mask_tree, mask_uri, validate
+
+OPTIONS = {
+    "model": ["tiny", "minilm", "bert_small"],
+    "data": ["synthetic", "imdb", "files"],
+    "optimizer": ["adam", "adamw"],
+    "scheduler": ["constant", "constant_with_warmup", "linear", "cosine", "polynomial"],
+    "experiment": ["imdb_bert_small", "earlybert_polynomial"],
+    "tracking": ["default", "none"],
+    "search": ["lr_schedule"],
+}
+
+
+@pytest.mark.parametrize(
+    "group,option", [(g, o) for g, opts in OPTIONS.items() for o in opts]
+)
+def test_every_option_composes_and_validates(group, option):
+    extra = ["data.train_file=train.csv"] if option == "files" else []
+    cfg = compose([f"{group}={option}", *extra])
+    validate(cfg)
+    if group not in ("experiment", "tracking", "search"):
+        assert cfg[group].name == option
+
+
+def test_defaults_are_the_offline_recipe():
+    cfg = compose()
+    assert (cfg.model.name, cfg.model.source) == ("minilm", "package")
+    assert cfg.data.name == "synthetic"
+    assert cfg.trainer.objective == "eval_f1"
+    assert cfg.tracking.experiment == "minilm-synthetic"
+
+
+def test_imdb_bert_small_preset_is_the_reference_recipe():
+    cfg = compose(["experiment=imdb_bert_small"])
+    assert cfg.model.pretrained == "google/bert_uncased_L-8_H-512_A-8"
+    assert cfg.data.hub_id == "stanfordnlp/imdb" and cfg.data.validation_split == "test"
+    o, s, t = cfg.optimizer, cfg.scheduler, cfg.trainer
+    assert (o.name, o.lr, list(o.betas), o.eps, o.weight_decay) == ("adam", 3e-5, [0.9, 0.999], 1e-8, 0.0)
+    assert (s.name, s.warmup_ratio) == ("constant", 0.0)
+    assert (t.train_batch_size, t.eval_batch_size, t.seed, t.epochs, t.eval_every) == (128, 128, 42, 200, 500)
+    assert t.objective in ("eval_f1", "eval_accuracy", "eval_loss")
+
+
+def test_earlybert_polynomial_preset_is_the_reference_recipe():
+    cfg = compose(["experiment=earlybert_polynomial"])
+    o, s, t = cfg.optimizer, cfg.scheduler, cfg.trainer
+    assert (o.name, o.lr, list(o.betas), o.eps, o.weight_decay) == ("adamw", 2e-5, [0.9, 0.999], 1e-8, 0.01)
+    assert (s.name, s.power, s.end_lr, s.decay_steps, s.warmup_ratio) == ("polynomial", 1.0, 0.0, 669, 0.0)
+    assert (t.precision, t.epochs) == ("fp32", 2)
+    # model and data stay the defaults (the source names neither)
+    assert (cfg.model.name, cfg.data.name) == ("minilm", "synthetic")
+
+
+@pytest.mark.parametrize(
+    "override,exc,words",
+    [
+        (["optimizer.lrr=1e-3"], ConfigCompositionException, "optimizer.lrr"),
+        (["optimizer.lr=fast"], ConfigCompositionException, "optimizer.lr"),
+        (["scheduler=triangle"], ConfigCompositionException, "scheduler/triangle"),
+        (["trainer.eval_every=often"], ConfigCompositionException, "trainer.eval_every"),
+    ],
+)
+def test_composition_errors_name_the_key(override, exc, words):
+    with pytest.raises((exc, HydraException, ConfigKeyError, ValidationError)) as info:
+        compose(override)
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["optimizer.lr=0"], "optimizer.lr must be > 0, got 0.0"),
+        (["optimizer.lr=-1e-4"], "optimizer.lr must be > 0, got -0.0001"),
+        (["scheduler.warmup_ratio=1.0"], "scheduler.warmup_ratio must be in [0, 1), got 1.0"),
+        (["scheduler.warmup_ratio=-0.1"], "scheduler.warmup_ratio must be in [0, 1), got -0.1"),
+        (
+            ["scheduler=polynomial", "optimizer.lr=1e-5", "scheduler.end_lr=1e-4"],
+            "scheduler.end_lr (0.0001) must be below the start LR optimizer.lr (1e-05)",
+        ),
+        (["trainer.precision=fp16"], "trainer.precision=fp16 needs a CUDA GPU and none is available"),
+        (["trainer.precision=fp8"], "trainer.precision must be one of"),
+        (["optimizer.betas=[0.9,1.5]"], "optimizer.betas must be two numbers in [0, 1)"),
+        (["data.label_noise=0.7"], "data.label_noise must be in [0, 0.5), got 0.7"),
+        (["trainer.objective=eval_recall"], "trainer.objective must be one of"),
+        (["data=files"], "data.train_file"),
+    ],
+)
+def test_validation_errors(overrides, message):
+    pytest.importorskip("torch")
+    import torch
+
+    if "fp16" in message and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    try:
+        cfg = compose(overrides)
+    except Exception as e:  # data=files without train_file is MISSING at composition
+        assert message in str(e)
+        return
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_value_fails_in_one_line_before_any_work(workdir):
+    """The whole command: exit 2, one line naming the key, no MLflow store, no data tokenized."""
+    proc = run_train([*TINY, "optimizer.lr=-0.001"], workdir, timeout=60)
+    assert proc.returncode == 2, proc.stdout
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("error:")]
+    assert errors == ["error: optimizer.lr must be > 0, got -0.001"]
+    assert "Tokeniz" not in proc.stdout
+    assert not (workdir / "mlflow.db").exists()
+
+
+def test_decay_longer_than_the_run_fails_after_data_before_model(workdir):
+    proc = run_train(
+        [*TINY, "scheduler=polynomial", "scheduler.decay_steps=669", "trainer.epochs=1"], workdir
+    )
+    assert proc.returncode == 2, proc.stdout
+    assert "error: scheduler.decay_steps (669) is longer than the run (10 steps)" in proc.stdout
+    assert "Loading weights" not in proc.stdout
+
+
+def test_typo_fails_fast_naming_the_key(workdir):
+    proc = run_train([*TINY, "trainer.epoch=3"], workdir, timeout=60)
+    assert proc.returncode != 0
+    assert "trainer.epoch" in proc.stdout
+    assert not (workdir / "mlflow.db").exists()
+
+
+def test_secret_keys_and_uris_are_masked():
+    assert is_secret_key("hf_token") and is_secret_key("db.password") and is_secret_key("api_key")
+    assert is_secret_key("tracking.secret") and is_secret_key("openai-api-key")
+    assert not is_secret_key("tokenizer") and not is_secret_key("max_tokens")
+    assert not is_secret_key("data.text_column")
+    assert mask_uri("postgresql://bob:s3cret@db:5432/x") == "postgresql://bob:***@db:5432/x"
+    tree = mask_tree({"a": {"hf_token": "hf_abc", "uri": "http://u:p@h/"}, "tokenizer": "bert"})
+    assert tree == {"a": {"hf_token": "***", "uri": "http://u:***@h/"}, "tokenizer": "bert"}
