@@ -233,6 +233,7 @@ def run_training(
         resume = str(ckpts[-1]) if ckpts else None
         if resume:
             log.info("resuming from %s", resume)
+            tracker.set_tags({"sweep.resumed_from": resume})
     trainer.train(resume_from_checkpoint=resume)
     steps = trainer.state.global_step
 

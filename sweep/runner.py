@@ -130,8 +130,10 @@ def run_job(
     *,
     extra_tags: dict[str, str] | None = None,
     check_tracking: bool = True,
+    want_outcome: bool = False,
 ):
-    """Run one job. Returns the objective (a float) for a plain run, a TrialOutcome in a trial."""
+    """Run one job. Returns the objective (a float) for a plain run, a TrialOutcome in a trial
+    (or whenever `want_outcome`: its run_id and final metrics are what `reproduce` compares)."""
     validate(cfg)
     tracker = make_tracker(cfg, check=check_tracking and ctx is None)
 
@@ -200,7 +202,7 @@ def run_job(
         result.status,
         result.seconds,
     )
-    if ctx is None:
+    if ctx is None and not want_outcome:
         return result.objective
     return TrialOutcome(
         state=state,

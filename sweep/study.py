@@ -48,7 +48,7 @@ def default_storage(study_name: str) -> str:
     """A journal file in `.sweep/` of the working directory, keyed by study name: stable across
     runs (Hydra's sweep dirs are timestamped), and safe for several local worker processes."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study_name)
-    return f"journal:///{(Path.cwd() / '.sweep' / f'{safe}.journal').resolve()}"
+    return f"journal://{(Path.cwd() / '.sweep' / f'{safe}.journal').resolve()}"
 
 
 def journal_path(url: str) -> Path | None:

@@ -95,9 +95,11 @@ def compose(overrides: list[str] | None = None, *, with_hydra: bool = False):
 
 
 def mlflow_client(workdir: Path):
-    from mlflow import MlflowClient
+    """A client on the test's SQLite store, opened under the same lock the project uses (a
+    process may be creating the store right now)."""
+    from sweep.tracking import client
 
-    return MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    return client(f"sqlite:///{workdir / 'mlflow.db'}")
 
 
 def runs_of(client, experiment: str):

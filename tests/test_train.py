@@ -1,0 +1,141 @@
+"""One fine-tuning run end to end: `python train.py` as a subprocess, read back from MLflow.
+
+    .venv/bin/python -m pytest tests/test_train.py
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import yaml
+from conftest import TINY, compose, mlflow_client, run_train, runs_of, start_train
+
+from sweep.loop import run_training
+
+
+def test_single_run_writes_metrics_params_tags_and_config(workdir):
+    proc = run_train([*TINY, "optimizer.lr=3e-4", "scheduler=cosine"], workdir)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (workdir / "mlflow.db").exists() and (workdir / "mlartifacts").is_dir()
+    assert not (workdir / "mlruns").exists()
+    client = mlflow_client(workdir)
+    (run,) = runs_of(client, "tiny-synthetic")
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "tiny lr=0.0003 cosine"
+    # metrics with step = global step: 160 samples / 16 = 10 steps, eval every 5 steps
+    for key in ("train_loss", "learning_rate", "eval_loss", "eval_accuracy", "eval_f1"):
+        assert key in run.data.metrics, key
+    evals = client.get_metric_history(run.info.run_id, "eval_f1")
+    assert [m.step for m in evals] == [5, 10]
+    lrs = client.get_metric_history(run.info.run_id, "learning_rate")
+    assert lrs[0].value > lrs[-1].value  # cosine decays
+    # params: the resolved config, flattened with dots
+    p = run.data.params
+    assert p["optimizer.lr"] == "0.0003" and p["scheduler.name"] == "cosine"
+    assert p["model.name"] == "tiny" and p["trainer.seed"] == "42"
+    assert p["tracking.experiment"] == "tiny-synthetic"
+    # tags: environment and data
+    t = run.data.tags
+    assert len(t["sweep.git_commit"]) == 40 and t["sweep.git_dirty"] in ("true", "false")
+    assert t["sweep.version.transformers"] and t["sweep.version.torch"]
+    assert len(t["sweep.data_fingerprint"]) >= 12
+    assert "optimizer.lr=3e-4" in t["sweep.overrides"]
+    # config.yaml: the fully resolved config
+    path = client.download_artifacts(run.info.run_id, "config.yaml", str(workdir))
+    logged = yaml.safe_load(open(path))
+    assert logged["optimizer"]["lr"] == 3e-4 and logged["tracking"]["experiment"] == "tiny-synthetic"
+    assert logged["scheduler"]["name"] == "cosine"
+
+
+def test_same_seed_same_metrics_on_cpu(workdir):
+    cfg = compose([*TINY, "tracking=none", "optimizer.lr=1e-3"])
+    a = run_training(cfg)
+    b = run_training(cfg)
+    assert a.history == b.history and a.objective == b.objective
+    c = run_training(compose([*TINY, "tracking=none", "optimizer.lr=1e-3", "trainer.seed=7"]))
+    assert c.history != a.history
+
+
+def test_objective_at_best_and_final(workdir):
+    cfg = compose([*TINY, "tracking=none", "trainer.objective=eval_loss", "optimizer.lr=1e-3"])
+    final = run_training(cfg)
+    cfg.trainer.objective_at = "best"
+    best = run_training(cfg)
+    losses = [h["eval_loss"] for h in final.history]
+    assert final.objective == losses[-1] and best.objective == min(losses)
+
+
+def test_ctrl_c_ends_the_run_killed_and_keeps_its_metrics(workdir):
+    args = [*TINY, "data.train_size=2000", "trainer.max_steps=2000", "trainer.eval_every=50"]
+    proc = start_train(args, workdir)
+    client = None
+    deadline = time.time() + 120
+    run = None
+    while time.time() < deadline:
+        time.sleep(1)
+        if (workdir / "mlflow.db").exists():
+            client = client or mlflow_client(workdir)
+            exp = client.get_experiment_by_name("tiny-synthetic")
+            runs = client.search_runs([exp.experiment_id]) if exp else []
+            if runs and "eval_f1" in runs[0].data.metrics:
+                run = runs[0]
+                break
+    assert run is not None, open(workdir / "train.log").read()[-2000:]
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "KILLED"
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) >= 5
+    assert "interrupted" in open(workdir / "train.log").read()
+
+
+def test_checkpointed_run_resumes_after_a_kill(workdir):
+    args = [*TINY, "data.train_size=800", "trainer.max_steps=60", "trainer.checkpoint_every=10",
+            "trainer.eval_every=30"]
+    proc = start_train(args, workdir)
+    ckpt_root = workdir / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(ckpt_root.glob("*/checkpoint-20")):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(ckpt_root.glob("*/checkpoint-*")), "no checkpoint was written"
+    done = run_train(args, workdir)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "resuming from" in done.stdout
+    client = mlflow_client(workdir)
+    resumed = [r for r in runs_of(client, "tiny-synthetic") if "sweep.resumed_from" in r.data.tags]
+    assert len(resumed) == 1 and resumed[0].data.tags["sweep.steps"] == "60"
+
+
+def test_save_model_logs_the_final_model(workdir):
+    proc = run_train([*TINY, "trainer.save_model=true"], workdir)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    client = mlflow_client(workdir)
+    (run,) = runs_of(client, "tiny-synthetic")
+    files = {f.path for f in client.list_artifacts(run.info.run_id, "model")}
+    assert "model/config.json" in files and "model/model.safetensors" in files
+    assert "model/tokenizer.json" in files or "model/vocab.txt" in files
+
+
+@pytest.mark.slow
+def test_files_data_run(workdir):
+    import csv
+
+    rows = [("a truly wonderful film", "pos"), ("dull and far too long", "neg")] * 40
+    for name, part in (("train.csv", rows), ("valid.csv", rows[:20])):
+        with open(workdir / name, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["review", "sentiment"])
+            w.writerows(part)
+    proc = run_train(
+        ["model=tiny", "data=files", "data.train_file=train.csv", "data.validation_file=valid.csv",
+         "data.text_column=review", "data.label_column=sentiment", "trainer.eval_every=5"],
+        workdir,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    (run,) = runs_of(mlflow_client(workdir), "tiny-files")
+    assert run.data.tags["sweep.data_source"].startswith("files")
