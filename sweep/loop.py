@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import (
     DataCollatorWithPadding,
+    PrinterCallback,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -138,6 +139,12 @@ class RunCallback(TrainerCallback):
         }
         self.tracker.log_metrics(m, step=state.global_step)
         self.history.append({"step": state.global_step, **m})
+        log.info(
+            "step %d/%d: %s",
+            state.global_step,
+            state.max_steps,
+            "  ".join(f"{k}={v:.4f}" for k, v in m.items()),
+        )
         value = m.get(self.objective)
         if value is None or not math.isfinite(value):
             self.diverged = not (value is None)
@@ -227,6 +234,7 @@ def run_training(
         callbacks=[callback],
         optimizers=(opt, sched),
     )
+    trainer.remove_callback(PrinterCallback)  # our callback logs one line per evaluation instead
     resume = None
     if t.checkpoint_every > 0 and Path(out_dir).is_dir():
         ckpts = sorted(Path(out_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))

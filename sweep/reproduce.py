@@ -305,6 +305,18 @@ def _finite(x: Any) -> bool:
     return isinstance(x, int | float) and math.isfinite(x)
 
 
+def objective_value(run, objective: str) -> float | None:
+    """The trial's objective: tag `sweep.objective.<metric>` (right also with
+    trainer.objective_at=best), else the metric's last logged value."""
+    tag = run.data.tags.get(f"sweep.objective.{objective}")
+    try:
+        if tag is not None:
+            return float(tag)
+    except ValueError:
+        pass
+    return run.data.metrics.get(objective)
+
+
 def direction_of(objective: str) -> str:
     return "minimize" if objective == "eval_loss" else "maximize"
 
@@ -339,7 +351,7 @@ def best_run(client, experiment: str, uri: str) -> Best:
         direction = (parent and parent.data.params.get("sweeper.direction")) or direction_of(
             objective
         )
-        best = Best(run, objective, direction, run.data.metrics.get(objective), parent)
+        best = Best(run, objective, direction, objective_value(run, objective), parent)
         if len(flagged) > 1:
             best.notes.append(
                 f"{len(flagged)} runs of experiment {experiment!r} are tagged optuna.best=true "
@@ -359,7 +371,7 @@ def best_run(client, experiment: str, uri: str) -> Best:
         if r.data.tags.get("sweep.role") != "parent"
         and "reproduces" not in r.data.tags
         and r.data.tags.get("optuna.state", "COMPLETE") == "COMPLETE"
-        and _finite(r.data.metrics.get(r.data.tags.get("sweep.objective", "eval_f1")))
+        and _finite(objective_value(r, r.data.tags.get("sweep.objective", "eval_f1")))
     ]
     if not candidates:
         raise ReproduceError(
@@ -372,12 +384,12 @@ def best_run(client, experiment: str, uri: str) -> Best:
     ]
     direction = direction_of(objective)
     pick = min if direction == "minimize" else max
-    run = pick(candidates, key=lambda r: r.data.metrics[objective])
+    run = pick(candidates, key=lambda r: objective_value(r, objective))
     return Best(
         run,
         objective,
         direction,
-        run.data.metrics[objective],
+        objective_value(run, objective),
         _parent(client, run),
         how=f"no run is tagged optuna.best=true: best finished COMPLETE trial by {objective}",
     )

@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config import ConfigError, mask_tree, resolved, validate
+from sweep.config import MASK, ConfigError, is_secret_key, mask_tree, mask_uri, resolved, validate
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +115,19 @@ def make_tracker(cfg: DictConfig, check: bool = True):
     return tracking.Tracker(uri, cfg.tracking.experiment)
 
 
+def mask_override(override: str) -> str:
+    """`x.hf_token=abc` -> `x.hf_token=***`; credentials inside URIs masked too."""
+    key, sep, value = override.partition("=")
+    if sep and is_secret_key(key.lstrip("+~")):
+        return f"{key}={MASK}"
+    return mask_uri(override)
+
+
 def _hydra_overrides() -> list[str]:
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        return list(HydraConfig.get().overrides.task)
+        return [mask_override(o) for o in HydraConfig.get().overrides.task]
     except ValueError:  # not under Hydra (reproduce)
         return []
 

@@ -44,6 +44,10 @@ RUN_ID = "mlflow_run_id"
 # --------------------------------------------------------------------------- storage
 
 
+class StorageError(RuntimeError):
+    """The Optuna storage cannot be used; one line naming the (masked) URL."""
+
+
 def default_storage(study_name: str) -> str:
     """A journal file in `.sweep/` of the working directory, keyed by study name: stable across
     runs (Hydra's sweep dirs are timestamped), and safe for several local worker processes."""
@@ -79,7 +83,7 @@ def open_storage(url: str):
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except Exception as e:  # noqa: BLE001 - any driver error
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise RuntimeError(f"Optuna storage {mask_uri(url)} cannot be opened ({first})") from None
+        raise StorageError(f"Optuna storage {mask_uri(url)} cannot be opened ({first})") from None
 
 
 @dataclass

@@ -45,6 +45,7 @@ from optuna.trial import TrialState
 from sweep import study as study_mod
 from sweep.parent import ParentRun
 from sweep.config import ConfigError, mask_uri, validate
+from sweep.tracking import TrackingError
 from sweep.runner import TrialContext, TrialOutcome, set_trial_context
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class SearchSpace:
     distributions: dict[str, BaseDistribution] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     conditions: dict[str, dict[str, list]] = field(default_factory=dict)
+    given: dict[str, Any] = field(default_factory=dict)  # plain command-line values
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """Sample every active parameter; a conditional one only when its condition holds."""
@@ -75,7 +77,8 @@ class SearchSpace:
                     continue
                 pending.remove(name)
                 progressed = True
-                if all(str(values.get(dep, self.fixed.get(dep))) in map(str, ok) for dep, ok in cond.items()):
+                known = {**self.given, **self.fixed, **values}
+                if all(str(known.get(dep)) in map(str, ok) for dep, ok in cond.items()):
                     values[name] = _suggest(trial, name, self.distributions[name])
             if not progressed:
                 raise SweepError(f"hydra.sweeper.conditions form a cycle among {pending}")
@@ -140,19 +143,27 @@ def build_space(params: dict[str, Any], arguments: list[str], conditions: dict) 
         elif ov in parsed_cli:  # a plain command-line value wins over the search config
             space.distributions.pop(key, None)
             space.fixed.pop(key, None)
+            space.given[key] = ov.value()
             passthrough.append(ov.input_line)
         else:
             space.fixed[key] = ov.value()
-    for name, cond in space.conditions.items():
+    for name, cond in list(space.conditions.items()):
         if name not in space.distributions:
+            if name in space.given:  # fixed on the command line: nothing left to condition
+                del space.conditions[name]
+                continue
             raise SweepError(f"hydra.sweeper.conditions names {name!r}, which is not searched")
         for dep in cond:
-            if dep not in space.distributions and dep not in space.fixed:
+            if dep not in space.distributions and dep not in space.fixed and dep not in space.given:
                 raise SweepError(f"condition of {name!r} refers to {dep!r}, which is not a param")
     return space, passthrough
 
 
 def to_override(key: str, value: Any) -> str:
+    if value is None:
+        return f"{key}=null"
+    if isinstance(value, bool):
+        return f"{key}={str(value).lower()}"
     if isinstance(value, float):
         return f"{key}={value!r}"
     if isinstance(value, str) and any(c in value for c in " ,=()[]{}'\""):
@@ -252,7 +263,7 @@ class SweepRunner:
     def sweep(self, arguments: list[str]) -> Any:
         try:
             return self._sweep(arguments)
-        except (SweepError, ConfigError) as e:
+        except (SweepError, ConfigError, TrackingError, study_mod.StorageError) as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
 
@@ -294,7 +305,15 @@ class SweepRunner:
             pruner_startup_trials=o.pruner_startup_trials,
             pruner_warmup_steps=o.pruner_warmup_steps,
         )
-        study = study_mod.create_or_load(spec, storage)
+        for make in (study_mod.make_sampler, study_mod.make_pruner):
+            try:
+                make(spec)
+            except (ValueError, ImportError) as e:
+                raise SweepError(str(e)) from None
+        try:
+            study = study_mod.create_or_load(spec, storage)
+        except ValueError as e:  # e.g. the stored study optimises the other direction
+            raise SweepError(str(e)) from None
         lock = study_mod.StudyLock(storage_url, study_name)
         with lock:
             study_mod.enqueue_known(study, [dict(e) for e in o.enqueue])

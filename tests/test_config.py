@@ -1,6 +1,6 @@
 """Config composition, validation and the reference presets.
 
-    .venv/bin/python -m pytest tests/test_config.py
+.venv/bin/python -m pytest tests/test_config.py
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ OPTIONS = {
 }
 
 
-@pytest.mark.parametrize(
-    "group,option", [(g, o) for g, opts in OPTIONS.items() for o in opts]
-)
+@pytest.mark.parametrize("group,option", [(g, o) for g, opts in OPTIONS.items() for o in opts])
 def test_every_option_composes_and_validates(group, option):
     extra = ["data.train_file=train.csv"] if option == "files" else []
     cfg = compose([f"{group}={option}", *extra])
@@ -47,17 +45,41 @@ def test_imdb_bert_small_preset_is_the_reference_recipe():
     assert cfg.model.pretrained == "google/bert_uncased_L-8_H-512_A-8"
     assert cfg.data.hub_id == "stanfordnlp/imdb" and cfg.data.validation_split == "test"
     o, s, t = cfg.optimizer, cfg.scheduler, cfg.trainer
-    assert (o.name, o.lr, list(o.betas), o.eps, o.weight_decay) == ("adam", 3e-5, [0.9, 0.999], 1e-8, 0.0)
+    assert (o.name, o.lr, list(o.betas), o.eps, o.weight_decay) == (
+        "adam",
+        3e-5,
+        [0.9, 0.999],
+        1e-8,
+        0.0,
+    )
     assert (s.name, s.warmup_ratio) == ("constant", 0.0)
-    assert (t.train_batch_size, t.eval_batch_size, t.seed, t.epochs, t.eval_every) == (128, 128, 42, 200, 500)
+    assert (t.train_batch_size, t.eval_batch_size, t.seed, t.epochs, t.eval_every) == (
+        128,
+        128,
+        42,
+        200,
+        500,
+    )
     assert t.objective in ("eval_f1", "eval_accuracy", "eval_loss")
 
 
 def test_earlybert_polynomial_preset_is_the_reference_recipe():
     cfg = compose(["experiment=earlybert_polynomial"])
     o, s, t = cfg.optimizer, cfg.scheduler, cfg.trainer
-    assert (o.name, o.lr, list(o.betas), o.eps, o.weight_decay) == ("adamw", 2e-5, [0.9, 0.999], 1e-8, 0.01)
-    assert (s.name, s.power, s.end_lr, s.decay_steps, s.warmup_ratio) == ("polynomial", 1.0, 0.0, 669, 0.0)
+    assert (o.name, o.lr, list(o.betas), o.eps, o.weight_decay) == (
+        "adamw",
+        2e-5,
+        [0.9, 0.999],
+        1e-8,
+        0.01,
+    )
+    assert (s.name, s.power, s.end_lr, s.decay_steps, s.warmup_ratio) == (
+        "polynomial",
+        1.0,
+        0.0,
+        669,
+        0.0,
+    )
     assert (t.precision, t.epochs) == ("fp32", 2)
     # model and data stay the defaults (the source names neither)
     assert (cfg.model.name, cfg.data.name) == ("minilm", "synthetic")
@@ -89,7 +111,10 @@ def test_composition_errors_name_the_key(override, exc, words):
             ["scheduler=polynomial", "optimizer.lr=1e-5", "scheduler.end_lr=1e-4"],
             "scheduler.end_lr (0.0001) must be below the start LR optimizer.lr (1e-05)",
         ),
-        (["trainer.precision=fp16"], "trainer.precision=fp16 needs a CUDA GPU and none is available"),
+        (
+            ["trainer.precision=fp16"],
+            "trainer.precision=fp16 needs a CUDA GPU and none is available",
+        ),
         (["trainer.precision=fp8"], "trainer.precision must be one of"),
         (["optimizer.betas=[0.9,1.5]"], "optimizer.betas must be two numbers in [0, 1)"),
         (["data.label_noise=0.7"], "data.label_noise must be in [0, 0.5), got 0.7"),

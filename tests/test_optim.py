@@ -1,6 +1,6 @@
 """Optimizer parameter groups and LR schedules.
 
-    .venv/bin/python -m pytest tests/test_optim.py
+.venv/bin/python -m pytest tests/test_optim.py
 """
 
 from __future__ import annotations
@@ -82,8 +82,12 @@ def test_weight_decay_skips_biases_and_layernorm():
 
 @pytest.mark.parametrize("name,cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
 def test_optimizer_settings(name, cls):
-    cfg = compose([f"optimizer={name}", "model=tiny", "optimizer.betas=[0.8,0.95]", "optimizer.eps=1e-7"])
+    cfg = compose(
+        [f"optimizer={name}", "model=tiny", "optimizer.betas=[0.8,0.95]", "optimizer.eps=1e-7"]
+    )
     opt = build_optimizer(build_model(cfg.model, 2, seed=0), cfg.optimizer)
     assert type(opt) is cls
     group = opt.param_groups[0]
-    assert group["betas"] == (0.8, 0.95) and group["eps"] == 1e-7 and group["lr"] == cfg.optimizer.lr
+    assert (
+        group["betas"] == (0.8, 0.95) and group["eps"] == 1e-7 and group["lr"] == cfg.optimizer.lr
+    )

@@ -1,6 +1,6 @@
 """One fine-tuning run end to end: `python train.py` as a subprocess, read back from MLflow.
 
-    .venv/bin/python -m pytest tests/test_train.py
+.venv/bin/python -m pytest tests/test_train.py
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ def test_single_run_writes_metrics_params_tags_and_config(workdir):
     # config.yaml: the fully resolved config
     path = client.download_artifacts(run.info.run_id, "config.yaml", str(workdir))
     logged = yaml.safe_load(open(path))
-    assert logged["optimizer"]["lr"] == 3e-4 and logged["tracking"]["experiment"] == "tiny-synthetic"
+    assert (
+        logged["optimizer"]["lr"] == 3e-4 and logged["tracking"]["experiment"] == "tiny-synthetic"
+    )
     assert logged["scheduler"]["name"] == "cosine"
 
 
@@ -93,8 +95,13 @@ def test_ctrl_c_ends_the_run_killed_and_keeps_its_metrics(workdir):
 
 
 def test_checkpointed_run_resumes_after_a_kill(workdir):
-    args = [*TINY, "data.train_size=800", "trainer.max_steps=60", "trainer.checkpoint_every=10",
-            "trainer.eval_every=30"]
+    args = [
+        *TINY,
+        "data.train_size=800",
+        "trainer.max_steps=60",
+        "trainer.checkpoint_every=10",
+        "trainer.eval_every=30",
+    ]
     proc = start_train(args, workdir)
     ckpt_root = workdir / "checkpoints"
     deadline = time.time() + 120
@@ -132,8 +139,15 @@ def test_files_data_run(workdir):
             w.writerow(["review", "sentiment"])
             w.writerows(part)
     proc = run_train(
-        ["model=tiny", "data=files", "data.train_file=train.csv", "data.validation_file=valid.csv",
-         "data.text_column=review", "data.label_column=sentiment", "trainer.eval_every=5"],
+        [
+            "model=tiny",
+            "data=files",
+            "data.train_file=train.csv",
+            "data.validation_file=valid.csv",
+            "data.text_column=review",
+            "data.label_column=sentiment",
+            "trainer.eval_every=5",
+        ],
         workdir,
     )
     assert proc.returncode == 0, proc.stdout[-2000:]

