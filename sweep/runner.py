@@ -149,12 +149,12 @@ def run_job(
     from sweep import loop
     from sweep.tracking import environment_tags, params_of
 
-    prepared = loop.prepare(cfg)  # data-dependent checks fail here, before the model is built
+    # A plain run with bad data fails before it creates an MLflow run; a trial always gets its
+    # child run, so a sweep's failures are visible next to its successes.
+    prepared = None if ctx is not None else loop.prepare(cfg)
     tags = environment_tags()
     tags.update(
         {
-            "sweep.data_fingerprint": prepared.raw.fingerprint,
-            "sweep.data_source": prepared.raw.source,
             "sweep.seed": str(cfg.trainer.seed),
             "sweep.overrides": " ".join(_hydra_overrides()),
             "sweep.objective": cfg.trainer.objective,
@@ -162,6 +162,7 @@ def run_job(
     )
     tags.update(extra_tags or {})
     prune_hook = None
+    trial = ctx.optuna_trial() if ctx is not None else None
     if ctx is not None:
         tags.update(
             {
@@ -170,19 +171,25 @@ def run_job(
                 "optuna.state": "RUNNING",
             }
         )
-        trial = ctx.optuna_trial()
-        if trial is not None:
+    if trial is not None:
 
-            def prune_hook(value: float, step: int) -> bool:
-                trial.report(value, step)
-                return trial.should_prune()
+        def prune_hook(value: float, step: int) -> bool:
+            trial.report(value, step)
+            return trial.should_prune()
 
     tracker.start(run_name(cfg, ctx), tags=tags, parent_run_id=ctx and ctx.parent_run_id)
-    if prune_hook is not None and tracker.run_id:
+    if trial is not None and tracker.run_id:
         trial.set_user_attr("mlflow_run_id", tracker.run_id)
     try:
         tracker.log_params(params_of(resolved(cfg)))
         tracker.log_text(config_yaml(cfg), "config.yaml")
+        prepared = prepared or loop.prepare(cfg)
+        tracker.set_tags(
+            {
+                "sweep.data_fingerprint": prepared.raw.fingerprint,
+                "sweep.data_source": prepared.raw.source,
+            }
+        )
         result = loop.run_training(cfg, tracker, prune_hook=prune_hook, prepared=prepared)
     except KeyboardInterrupt:
         _close(tracker, "KILLED", ctx and {"optuna.state": "FAIL", "sweep.interrupted": "true"})

@@ -310,13 +310,13 @@ def fail_stale(study: optuna.Study, grace_period: float, max_retries: int, paren
         silent = now - float(last or now)
         if not (_process_gone(t) or silent > grace_period):
             continue
-        try:
+        try:  # the reason first: a finished trial takes no more attributes
+            study._storage.set_trial_system_attr(t._trial_id, FAIL_REASON, "worker died")
             ok = study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        except Exception:  # noqa: BLE001 - someone else finished it first
+        except Exception:  # noqa: BLE001 - its worker (or another) finished it first
             continue
         if not ok:
             continue
-        study._storage.set_trial_system_attr(t._trial_id, FAIL_REASON, "worker died (stale heartbeat)")
         failed.append(t.number)
         retries = int(t.system_attrs.get(RETRIES, 0))
         log.warning("trial %d: its worker died (silent %.0fs); marked FAIL", t.number, silent)
