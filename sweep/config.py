@@ -171,18 +171,34 @@ def validate(cfg: DictConfig, *, check_device: bool = True) -> None:
     _require(t.epochs > 0 or t.max_steps > 0, "trainer.epochs or trainer.max_steps must be > 0")
     _require(t.eval_every > 0, f"trainer.eval_every must be > 0 steps, got {t.eval_every}")
     _require(t.logging_every > 0, f"trainer.logging_every must be > 0, got {t.logging_every}")
-    _require(t.train_batch_size > 0, f"trainer.train_batch_size must be > 0, got {t.train_batch_size}")
+    _require(
+        t.train_batch_size > 0, f"trainer.train_batch_size must be > 0, got {t.train_batch_size}"
+    )
     _require(t.eval_batch_size > 0, f"trainer.eval_batch_size must be > 0, got {t.eval_batch_size}")
-    _require(t.precision in PRECISIONS, f"trainer.precision must be one of {PRECISIONS}, got {t.precision!r}")
-    _require(t.device in ("auto", "cpu", "cuda"), f"trainer.device must be auto, cpu or cuda, got {t.device!r}")
-    _require(t.objective in OBJECTIVES, f"trainer.objective must be one of {OBJECTIVES}, got {t.objective!r}")
+    _require(
+        t.precision in PRECISIONS,
+        f"trainer.precision must be one of {PRECISIONS}, got {t.precision!r}",
+    )
+    _require(
+        t.device in ("auto", "cpu", "cuda"),
+        f"trainer.device must be auto, cpu or cuda, got {t.device!r}",
+    )
+    _require(
+        t.objective in OBJECTIVES,
+        f"trainer.objective must be one of {OBJECTIVES}, got {t.objective!r}",
+    )
     _require(
         t.objective_at in ("final", "best"),
         f"trainer.objective_at must be final or best, got {t.objective_at!r}",
     )
-    _require(t.checkpoint_every >= 0, f"trainer.checkpoint_every must be >= 0, got {t.checkpoint_every}")
+    _require(
+        t.checkpoint_every >= 0, f"trainer.checkpoint_every must be >= 0, got {t.checkpoint_every}"
+    )
 
-    _require(d.name in ("synthetic", "imdb", "files"), f"data.name must be synthetic, imdb or files, got {d.name!r}")
+    _require(
+        d.name in ("synthetic", "imdb", "files"),
+        f"data.name must be synthetic, imdb or files, got {d.name!r}",
+    )
     _require(d.max_length >= 8, f"data.max_length must be >= 8, got {d.max_length}")
     for key in ("max_train_samples", "max_eval_samples"):
         v = d[key]
@@ -190,16 +206,24 @@ def validate(cfg: DictConfig, *, check_device: bool = True) -> None:
     if d.name == "synthetic":
         _require(d.train_size >= 2, f"data.train_size must be >= 2, got {d.train_size}")
         _require(d.eval_size >= 2, f"data.eval_size must be >= 2, got {d.eval_size}")
-        _require(0 <= d.label_noise < 0.5, f"data.label_noise must be in [0, 0.5), got {d.label_noise}")
+        _require(
+            0 <= d.label_noise < 0.5, f"data.label_noise must be in [0, 0.5), got {d.label_noise}"
+        )
     if d.name == "files":
         _require(bool(d.train_file), "data.train_file is required with data=files")
         _require(
             0 < d.validation_fraction < 1,
             f"data.validation_fraction must be in (0, 1), got {d.validation_fraction}",
         )
-    _require(m.source in ("random", "package", "hub"), f"model.source must be random, package or hub, got {m.source!r}")
+    _require(
+        m.source in ("random", "package", "hub"),
+        f"model.source must be random, package or hub, got {m.source!r}",
+    )
     if m.source == "hub":
-        _require(bool(m.pretrained), "model.pretrained (a hub id or a local directory) is required with model.source=hub")
+        _require(
+            bool(m.pretrained),
+            "model.pretrained (a hub id or a local directory) is required with model.source=hub",
+        )
     if m.source == "package":
         _require(bool(m.package), "model.package is required with model.source=package")
 
@@ -220,7 +244,8 @@ def plan_steps(cfg: DictConfig, n_train: int) -> int:
     if s.warmup_steps is not None:
         _require(
             s.warmup_steps < total,
-            f"scheduler.warmup_steps ({s.warmup_steps}) is not shorter than the run ({total} steps)",
+            f"scheduler.warmup_steps ({s.warmup_steps}) is not shorter than the run "
+            f"({total} steps)",
         )
     if s.name == "polynomial" and s.decay_steps is not None:
         _require(
@@ -240,7 +265,9 @@ def warmup_steps(cfg: DictConfig, total_steps: int) -> int:
 # --------------------------------------------------------------------------- flattening, masking
 
 _SECRET_SEGMENTS = {"token", "password", "passwd", "secret", "apikey", "credentials"}
-_URI_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@")
+_URI_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@"
+)
 MASK = "***"
 
 
@@ -316,7 +343,9 @@ class SweeperConfig:
     conditions: dict[str, Any] = field(default_factory=dict)  # param -> {other_param: [values]}
     storage: str | None = None  # Optuna storage URL; default: .sweep/<study>.journal in the cwd
     study_name: str | None = None  # default: the MLflow experiment name
-    n_jobs: int = 1  # trials launched at once (with a parallel launcher, e.g. hydra/launcher=joblib)
+    n_jobs: int = (
+        1  # trials launched at once (with a parallel launcher, e.g. hydra/launcher=joblib)
+    )
     sampler: str = "tpe"  # tpe | random | gp | cmaes | qmc
     seed: int = 0
     n_startup_trials: int = 4  # random trials before the model-based sampler takes over

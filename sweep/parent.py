@@ -90,7 +90,9 @@ class ParentRun:
 
     # ---- per trial
 
-    def close_child(self, run_id: str | None, state: str, tags: dict, status: str = "FAILED") -> None:
+    def close_child(
+        self, run_id: str | None, state: str, tags: dict, status: str = "FAILED"
+    ) -> None:
         if not (self.tracker and run_id):
             return
         with contextlib.suppress(Exception):
@@ -107,7 +109,11 @@ class ParentRun:
         try:
             c = study_mod.count(self.study)
             self.tracker.log_metrics(
-                {"trials_finished": c.finished, "trials_pruned": c.pruned, "trials_failed": c.failures},
+                {
+                    "trials_finished": c.finished,
+                    "trials_pruned": c.pruned,
+                    "trials_failed": c.failures,
+                },
                 step=number,
             )
             best = study_mod.best_trial(self.study)
@@ -123,7 +129,9 @@ class ParentRun:
         new = best.user_attrs.get(study_mod.RUN_ID) if best else None
         flagged = c.search_runs(
             [self.tracker.experiment_id],
-            filter_string=f"tags.`optuna.study` = '{self.study.study_name}' and tags.`optuna.best` = 'true'",
+            filter_string=(
+                f"tags.`optuna.study` = '{self.study.study_name}' and tags.`optuna.best` = 'true'"
+            ),
         )
         for run in flagged:
             if run.info.run_id != new:

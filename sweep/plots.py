@@ -28,7 +28,9 @@ def lr_by_schedule_points(study: optuna.Study) -> dict[str, list[tuple[float, fl
         lr = t.params.get("optimizer.lr")
         if lr is None:
             continue
-        groups.setdefault(str(t.params.get("scheduler", "fixed")), []).append((lr, t.value, t.number))
+        groups.setdefault(str(t.params.get("scheduler", "fixed")), []).append(
+            (lr, t.value, t.number)
+        )
     return groups
 
 
@@ -47,9 +49,13 @@ def write_all(study: optuna.Study, out: Path) -> list[Path]:
     if not complete:
         return written
     n_params = len({k for t in complete for k in t.params})
-    jobs = [("optimization_history", vis.plot_optimization_history, vis_mpl.plot_optimization_history)]
+    jobs = [
+        ("optimization_history", vis.plot_optimization_history, vis_mpl.plot_optimization_history)
+    ]
     if len(complete) >= 3 and n_params >= 2:
-        jobs.append(("param_importances", vis.plot_param_importances, vis_mpl.plot_param_importances))
+        jobs.append(
+            ("param_importances", vis.plot_param_importances, vis_mpl.plot_param_importances)
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, html_fn, png_fn in jobs:

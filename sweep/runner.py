@@ -21,6 +21,7 @@ from sweep.config import MASK, ConfigError, is_secret_key, mask_tree, mask_uri, 
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class TrialContext:
     """What a trial's job needs from the sweeper."""
@@ -95,7 +96,9 @@ def optuna_state(status: str, objective: float) -> str:
 
 
 def run_name(cfg: DictConfig, ctx: TrialContext | None = None) -> str:
-    name = cfg.tracking.run_name or f"{cfg.model.name} lr={cfg.optimizer.lr:.3g} {cfg.scheduler.name}"
+    name = (
+        cfg.tracking.run_name or f"{cfg.model.name} lr={cfg.optimizer.lr:.3g} {cfg.scheduler.name}"
+    )
     return f"trial-{ctx.number} {name}" if ctx else name
 
 

@@ -190,7 +190,10 @@ class StudyLock:
             path = Path(storage_url[len("sqlite:///") :])
         if path is None and not storage_url.startswith("postgresql"):
             path = Path.cwd() / ".sweep" / f"lock-{self.key:x}"
-            log.warning("no cross-machine lock for %s: workers must share this machine", mask_uri(storage_url))
+            log.warning(
+                "no cross-machine lock for %s: workers must share this machine",
+                mask_uri(storage_url),
+            )
         self.path = Path(f"{path}.{study_name}.lock") if path is not None else None
 
     def __enter__(self):
@@ -205,7 +208,9 @@ class StudyLock:
             import sqlalchemy
 
             if self._engine is None:
-                self._engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool)
+                self._engine = sqlalchemy.create_engine(
+                    self.url, poolclass=sqlalchemy.pool.NullPool
+                )
             self._conn = self._engine.connect()
             self._conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
         return self
@@ -222,7 +227,9 @@ class StudyLock:
             import sqlalchemy
 
             with contextlib.suppress(Exception):
-                self._conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                self._conn.execute(
+                    sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key}
+                )
             self._conn.close()
             self._conn = None
 
@@ -298,7 +305,9 @@ def _process_gone(t: FrozenTrial) -> bool:
     return False
 
 
-def fail_stale(study: optuna.Study, grace_period: float, max_retries: int, parent=None) -> list[int]:
+def fail_stale(
+    study: optuna.Study, grace_period: float, max_retries: int, parent=None
+) -> list[int]:
     """Fail RUNNING trials whose worker died; re-enqueue each with its params (bounded retries).
     Call under the study lock. Returns the numbers failed."""
     now = time.time()
@@ -323,7 +332,9 @@ def fail_stale(study: optuna.Study, grace_period: float, max_retries: int, paren
         if retries < max_retries:
             retry(study, t, retries + 1)
         if parent is not None:
-            parent.close_child(t.user_attrs.get(RUN_ID), "FAIL", {"sweep.fail_reason": "worker died"})
+            parent.close_child(
+                t.user_attrs.get(RUN_ID), "FAIL", {"sweep.fail_reason": "worker died"}
+            )
     return failed
 
 
@@ -367,7 +378,9 @@ def interrupt(study: optuna.Study, trial: optuna.Trial, parent) -> None:
         study.tell(trial, state=TrialState.FAIL)
         frozen = study._storage.get_trial(trial._trial_id)
         retry(study, frozen, int(frozen.system_attrs.get(RETRIES, 0)))
-        parent.close_child(frozen.user_attrs.get(RUN_ID), "FAIL", {"sweep.interrupted": "true"}, "KILLED")
+        parent.close_child(
+            frozen.user_attrs.get(RUN_ID), "FAIL", {"sweep.interrupted": "true"}, "KILLED"
+        )
 
 
 # --------------------------------------------------------------------------- results
@@ -446,6 +459,21 @@ def table(study: optuna.Study) -> str:
     out = [line, "-" * len(line)]
     out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(out)
+
+
+def progress_line(study: optuna.Study, n_trials: int, number: int) -> str:
+    """One plain line per finished trial: the sweep's overall progress and the best so far."""
+    c = count(study)
+    t = study._storage.get_trial(
+        study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    )
+    value = "" if t.value is None else f" value={t.value:.4f}"
+    best = best_trial(study)
+    best_s = f"; best {best.value:.4f} (trial {best.number})" if best else ""
+    return (
+        f"sweep: trial {number} {t.state.name}{value} | {c.finished}/{n_trials} finished "
+        f"({c.pruned} pruned, {c.failures} failed){best_s}"
+    )
 
 
 def write_results(study: optuna.Study, sweep_dir: Path, summary, direction: str) -> None:

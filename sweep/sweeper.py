@@ -40,13 +40,12 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.trial import TrialState
 
 from sweep import study as study_mod
-from sweep.parent import ParentRun
 from sweep.config import ConfigError, mask_uri, validate
-from sweep.tracking import TrackingError
+from sweep.parent import ParentRun
 from sweep.runner import TrialContext, TrialOutcome, set_trial_context
+from sweep.tracking import TrackingError
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +118,9 @@ def distribution_of(override: Override) -> BaseDistribution:
     raise SweepError(f"cannot search {override.input_line!r}: use choice, range or interval")
 
 
-def build_space(params: dict[str, Any], arguments: list[str], conditions: dict) -> tuple[SearchSpace, list[str]]:
+def build_space(
+    params: dict[str, Any], arguments: list[str], conditions: dict
+) -> tuple[SearchSpace, list[str]]:
     """Search space from `hydra.sweeper.params` + command-line sweeps; other overrides stay fixed.
 
     Returns the space and the plain (non-sweep) command-line overrides every trial gets.
@@ -226,7 +227,9 @@ class SweepRunner:
         self.config: DictConfig | None = None
         self.launcher = None
 
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
         self.hydra_context = hydra_context
         self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(
@@ -278,9 +281,13 @@ class SweepRunner:
         objective = base.trainer.objective
         direction = o.direction or ("minimize" if objective == "eval_loss" else "maximize")
         if direction not in ("minimize", "maximize"):
-            raise SweepError(f"hydra.sweeper.direction must be minimize or maximize, got {direction!r}")
+            raise SweepError(
+                f"hydra.sweeper.direction must be minimize or maximize, got {direction!r}"
+            )
         if not 0 <= o.max_failure_rate <= 1:
-            raise SweepError(f"hydra.sweeper.max_failure_rate must be in [0, 1], got {o.max_failure_rate}")
+            raise SweepError(
+                f"hydra.sweeper.max_failure_rate must be in [0, 1], got {o.max_failure_rate}"
+            )
         if o.n_trials < 1:
             raise SweepError(f"hydra.sweeper.n_trials must be >= 1, got {o.n_trials}")
         study_name = o.study_name or base.tracking.experiment
@@ -394,7 +401,9 @@ class SweepRunner:
             sys.exit(exit_code)
         return summary
 
-    def _run_batch(self, batch: list[Launched], study, parent, objective: str, heartbeat: Heartbeat) -> None:
+    def _run_batch(
+        self, batch: list[Launched], study, parent, objective: str, heartbeat: Heartbeat
+    ) -> None:
         from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 
         in_process = isinstance(self.launcher, BasicLauncher)
@@ -414,7 +423,9 @@ class SweepRunner:
                     )
                 )
                 try:
-                    returns.extend(self.launcher.launch([item.overrides], initial_job_idx=item.trial.number))
+                    returns.extend(
+                        self.launcher.launch([item.overrides], initial_job_idx=item.trial.number)
+                    )
                 finally:
                     set_trial_context(None)
                 self._tell(study, item, returns[-1], parent, heartbeat)
@@ -439,4 +450,4 @@ class SweepRunner:
         heartbeat.discard(trial._trial_id)
         study_mod.tell(study, trial, outcome, error, time.time() - item.started)
         parent.after_trial(trial.number, outcome, error)
-
+        print(study_mod.progress_line(study, self.opts.n_trials, trial.number), flush=True)

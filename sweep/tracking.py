@@ -10,6 +10,7 @@ directory, whose artifacts go to `mlartifacts/` beside the database file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -80,7 +81,9 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     elif scheme == "sqlite":
         db = sqlite_path(uri)
         if db is None or not db.parent.is_dir():
-            raise TrackingError(f"MLflow store {shown}: directory {db and db.parent} does not exist")
+            raise TrackingError(
+                f"MLflow store {shown}: directory {db and db.parent} does not exist"
+            )
     elif scheme in ("file", ""):
         raise TrackingError(
             f"MLflow store {shown}: the file store is refused by MLflow 3.13+; "
@@ -132,10 +135,8 @@ def environment_tags(cwd: str | None = None) -> dict[str, str]:
     """What is needed to repeat a run: git commit + dirty flag, package versions, python."""
     tags: dict[str, str] = {"sweep.python": sys.version.split()[0]}
     for pkg in PACKAGES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             tags[f"sweep.version.{pkg}"] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
     root = cwd or str(Path(__file__).resolve().parent.parent)
     try:
         commit = subprocess.run(
@@ -206,7 +207,8 @@ class Tracker(NullTracker):
         self.client = mlflow_client or client(uri)
         self.experiment_id = get_or_create_experiment(self.client, uri, experiment)
         self.run_id = None
-        self.missing_steps: list[int] = []
+        self.pending: list[tuple[int, list]] = []  # metric batches not yet accepted by the store
+        self._warned = False
 
     def start(self, name: str, tags: dict | None = None, parent_run_id: str | None = None) -> None:
         tags = {k: str(v) for k, v in (tags or {}).items()}
@@ -228,6 +230,8 @@ class Tracker(NullTracker):
             self.client.log_batch(self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Log now; if the store is down, keep the batch and send it with the next one, so an
+        outage of the tracking server loses nothing once it is back."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -236,13 +240,28 @@ class Tracker(NullTracker):
             for k, v in metrics.items()
             if isinstance(v, int | float) and not isinstance(v, bool)
         ]
-        if not items:
-            return
-        try:
-            self.client.log_batch(self.run_id, metrics=items)
-        except Exception as e:  # noqa: BLE001 - tracking must not kill training
-            self.missing_steps.append(int(step))
-            log.warning("could not log metrics at step %s to MLflow: %s", step, str(e)[:200])
+        if items:
+            self.pending.append((int(step), items))
+        self.flush()
+
+    def flush(self) -> bool:
+        """Send buffered metric batches in order; False while the store is unreachable."""
+        while self.pending:
+            step, items = self.pending[0]
+            try:
+                self.client.log_batch(self.run_id, metrics=items)
+            except Exception as e:  # noqa: BLE001 - tracking must not kill training
+                if not self._warned:
+                    log.warning(
+                        "MLflow unreachable, buffering metrics from step %s: %s", step, str(e)[:200]
+                    )
+                    self._warned = True
+                return False
+            self.pending.pop(0)
+            if self._warned and not self.pending:
+                log.warning("MLflow is back: buffered metrics were sent")
+                self._warned = False
+        return True
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -260,12 +279,15 @@ class Tracker(NullTracker):
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id is None:
             return
-        if self.missing_steps:
-            steps = ",".join(map(str, sorted(set(self.missing_steps))))
-            try:
+        for wait in (0, 2, 5, 10):  # give a restarting server a little time
+            time.sleep(wait)
+            if self.flush():
+                break
+        if self.pending:
+            steps = ",".join(str(step) for step, _ in self.pending)
+            log.error("metrics of steps %s never reached MLflow (run %s)", steps, self.run_id)
+            with contextlib.suppress(Exception):  # the store is still down; said in the log
                 self.set_tags({"sweep.missing_metric_steps": steps})
-            except Exception:  # noqa: BLE001
-                log.warning("metrics of steps %s never reached MLflow", steps)
         self.client.set_terminated(self.run_id, status=status)
 
 

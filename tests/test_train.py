@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -45,7 +46,7 @@ def test_single_run_writes_metrics_params_tags_and_config(workdir):
     assert "optimizer.lr=3e-4" in t["sweep.overrides"]
     # config.yaml: the fully resolved config
     path = client.download_artifacts(run.info.run_id, "config.yaml", str(workdir))
-    logged = yaml.safe_load(open(path))
+    logged = yaml.safe_load(Path(path).read_text())
     assert (
         logged["optimizer"]["lr"] == 3e-4 and logged["tracking"]["experiment"] == "tiny-synthetic"
     )
@@ -85,13 +86,13 @@ def test_ctrl_c_ends_the_run_killed_and_keeps_its_metrics(workdir):
             if runs and "eval_f1" in runs[0].data.metrics:
                 run = runs[0]
                 break
-    assert run is not None, open(workdir / "train.log").read()[-2000:]
+    assert run is not None, (workdir / "train.log").read_text()[-2000:]
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     run = client.get_run(run.info.run_id)
     assert run.info.status == "KILLED"
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) >= 5
-    assert "interrupted" in open(workdir / "train.log").read()
+    assert "interrupted" in (workdir / "train.log").read_text()
 
 
 def test_checkpointed_run_resumes_after_a_kill(workdir):

@@ -2,7 +2,7 @@
 
 Hydra imports every module under `hydra_plugins` at each start and registers a plugin only when
 the class is *defined* here, so this module defines a small subclass and imports the real
-implementation (and Optuna) lazily, keeping `python train.py` start-up and its fail-fast checks quick.
+implementation (and Optuna) lazily, keeping start-up and its fail-fast checks quick.
 """
 
 from __future__ import annotations
