@@ -78,12 +78,33 @@ def open_storage(url: str):
         kwargs = {}
         if url.startswith("postgresql"):
             kwargs = {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}
-        elif url.startswith("sqlite"):
+            # workers starting together on a fresh database race creating Optuna's tables
+            with _pg_lock(url, "optuna-schema"):
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        if url.startswith("sqlite"):
             kwargs = {"connect_args": {"timeout": 60}}
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except Exception as e:  # noqa: BLE001 - any driver error
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise StorageError(f"Optuna storage {mask_uri(url)} cannot be opened ({first})") from None
+
+
+@contextlib.contextmanager
+def _pg_lock(url: str, name: str):
+    """A PostgreSQL advisory lock held for the block (serialises processes on all machines)."""
+    import sqlalchemy
+
+    key = int(hashlib.sha1(name.encode()).hexdigest()[:15], 16)
+    engine = sqlalchemy.create_engine(
+        url, poolclass=sqlalchemy.pool.NullPool, connect_args={"connect_timeout": 5}
+    )
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    engine.dispose()
 
 
 @dataclass

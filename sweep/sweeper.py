@@ -430,7 +430,13 @@ class SweepRunner:
                     set_trial_context(None)
                 self._tell(study, item, returns[-1], parent, heartbeat)
             return
-        returns = self.launcher.launch([b.overrides for b in batch], initial_job_idx=idx)
+        try:
+            returns = self.launcher.launch([b.overrides for b in batch], initial_job_idx=idx)
+        except Exception as e:  # noqa: BLE001 - e.g. a worker process was killed
+            from hydra.core.utils import JobReturn, JobStatus
+
+            log.error("the launcher failed (%s): its %d trials are FAIL", e, len(batch))
+            returns = [JobReturn(status=JobStatus.FAILED, _return_value=e) for _ in batch]
         for item, ret in zip(batch, returns, strict=True):
             self._tell(study, item, ret, parent, heartbeat)
 

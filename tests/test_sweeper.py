@@ -319,3 +319,42 @@ def test_default_search_config_parses():
     }
     assert space.distributions["optimizer.lr"].log
     assert OverridesParser.create() is not None
+
+
+def test_joblib_launcher_runs_trials_in_parallel_processes(workdir):
+    proc = run_train(
+        [
+            *SWEEP,
+            "hydra.sweeper.n_trials=4",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.pruner_startup_trials=0",
+        ],
+        workdir,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "Joblib.Parallel(n_jobs=2" in proc.stdout
+    study = study_of(workdir)
+    assert len(counted(study.trials)) == 4
+    parents, children = children_and_parent(workdir)
+    assert len(parents) == 1 and len(children) == 4
+    # the trial processes reported to the study through the storage (pruning works there too)
+    assert all(t.intermediate_values for t in study.trials)
+
+
+def test_enqueued_configurations_run_first_and_timeout_stops_new_trials(workdir):
+    proc = run_train(
+        [
+            *SWEEP,
+            "hydra.sweeper.n_trials=6",
+            "hydra.sweeper.enqueue=[{optimizer.lr:3e-5,scheduler:constant}]",
+            "hydra.sweeper.timeout=1",
+        ],
+        workdir,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "timeout of 1.0s reached" in proc.stdout
+    study = study_of(workdir)
+    assert len(study.trials) == 1  # the timeout let only the first trial start
+    assert study.trials[0].params == {"optimizer.lr": 3e-5, "scheduler": "constant"}
