@@ -173,3 +173,18 @@ def test_secret_keys_and_uris_are_masked():
     assert mask_uri("postgresql://bob:s3cret@db:5432/x") == "postgresql://bob:***@db:5432/x"
     tree = mask_tree({"a": {"hf_token": "hf_abc", "uri": "http://u:p@h/"}, "tokenizer": "bert"})
     assert tree == {"a": {"hf_token": "***", "uri": "http://u:***@h/"}, "tokenizer": "bert"}
+
+
+def test_missing_data_file_fails_in_one_line(workdir):
+    proc = run_train([*TINY, "data=files", "data.train_file=nope.csv"], workdir, timeout=120)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "nope.csv" in errors[0] and "not found" in errors[0]
+
+
+def test_hub_model_offline_fails_in_one_line(workdir):
+    proc = run_train(["model=bert_small", "data.train_size=64", "data.eval_size=16"], workdir)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stdout[-2000:]
+    assert "google/bert_uncased_L-8_H-512_A-8" in errors[0] and "hub" in errors[0]

@@ -89,6 +89,9 @@ def test_sweep_has_one_parent_and_a_child_per_trial(workdir):
     assert data["best_value"] == pytest.approx(study.best_value)
     assert data["best_params"] == study.best_params
     assert "state" in proc.stdout and "schedule" in proc.stdout and "objective" in proc.stdout
+    # the data is tokenized (or read from the cache) once for all trials of the process
+    assert proc.stdout.count("data: tokenized") == 1
+    assert "\r" not in proc.stdout  # no progress-bar noise when not on a terminal
 
     # re-running a finished sweep runs nothing, exits 0 and reuses the parent
     again = run_train([*SWEEP, "hydra.sweeper.n_trials=5"], workdir)
@@ -135,6 +138,8 @@ def test_bad_learning_rates_get_pruned_and_stop_early(workdir):
     full = max(t.user_attrs["steps"] for t in complete)
     assert full == 20
     assert all(t.user_attrs["steps"] < full for t in pruned)
+    # a pruned trial stops at the evaluation that pruned it, not later
+    assert all(t.user_attrs["steps"] == max(t.intermediate_values) for t in pruned)
     _, children = children_and_parent(workdir)
     for run in children:
         if run.data.tags["optuna.state"] == "PRUNED":
