@@ -21,8 +21,15 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig):
-    from sweep.runner import current_trial_context, exit_on_user_error, run_job, user_errors
+    from sweep.runner import (
+        current_trial_context,
+        exit_on_user_error,
+        protect_secrets,
+        run_job,
+        user_errors,
+    )
 
+    protect_secrets(cfg)
     ctx = current_trial_context()  # set by our sweeper inside `-m`; None for a plain run
     try:
         return run_job(cfg, ctx)

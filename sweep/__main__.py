@@ -3,6 +3,8 @@
     python -m sweep reproduce RUN_ID [--tracking-uri URI] [--atol 1e-6] [--set KEY=VALUE ...]
     python -m sweep reproduce --best --experiment NAME
     python -m sweep best --experiment NAME [--tracking-uri URI]
+    python -m sweep report --experiment NAME [--tracking-uri URI] [--out report.html]
+    python -m sweep ui [--host 127.0.0.1] [--port 5000] [--tracking-uri URI] [--allow-remote]
 
 Every command takes `--tracking-uri`; without it $MLFLOW_TRACKING_URI is used, else
 `sqlite:///mlflow.db` in the working directory.
@@ -107,12 +109,117 @@ def cmd_best(args: argparse.Namespace) -> int:
     return rep.show_best(args.experiment, args.tracking_uri)
 
 
+# --------------------------------------------------------------------------- report
+
+
+def add_report(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "report",
+        help="write a self-contained HTML report of a sweep (summary, trial table, plots)",
+        description=(
+            "Write one HTML file (plotly inlined: it opens offline and can be shared) with the "
+            "sweep's summary, its trial table and plots. Built from the Optuna study when its "
+            "storage is reachable, else from the MLflow parent and child runs alone."
+        ),
+    )
+    p.add_argument("--experiment", metavar="NAME", required=True, help="MLflow experiment name")
+    _add_tracking_uri(p)
+    p.add_argument("--out", metavar="FILE", default="report.html", help="default: report.html")
+    p.add_argument(
+        "--study", metavar="NAME", help="the sweep to report when an experiment holds several"
+    )
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage URL (default: the parent run's tag sweep.storage, else "
+        ".sweep/<study>.journal here); needed when the tagged URL has a masked password",
+    )
+    p.add_argument(
+        "--mlflow-only", action="store_true", help="ignore the Optuna study; use MLflow alone"
+    )
+    return p
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from sweep import report
+
+    path, sweep = report.write(
+        args.experiment,
+        args.tracking_uri,
+        args.out,
+        study=args.study,
+        storage=args.storage,
+        use_optuna=not args.mlflow_only,
+    )
+    for note in sweep.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"report of sweep {sweep.study} ({len(sweep.rows)} trials, from {sweep.source})")
+    print(path)
+    return 0
+
+
+# --------------------------------------------------------------------------- ui
+
+
+def add_ui(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "ui",
+        help="the MLflow UI on the configured store (loopback only unless --allow-remote)",
+        description=(
+            "Start `mlflow server` on the tracking store that train.py logs to and print its "
+            "URL; Ctrl-C stops it. The MLflow UI has no login, so a --host outside the loopback "
+            "range (127.0.0.0/8, ::1, localhost) is refused unless --allow-remote is given."
+        ),
+    )
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    _add_tracking_uri(p)
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host: anyone who reaches it can read and delete runs",
+    )
+    p.add_argument("--experiment", metavar="NAME", help="also print this experiment's URL")
+    p.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
+    p.add_argument(
+        "--allowed-hosts",
+        metavar="HOSTS",
+        help="passed to mlflow server: Host headers it accepts beyond localhost and private IPs "
+        "(needed to reach it by a public name)",
+    )
+    p.add_argument("--cors-allowed-origins", metavar="ORIGINS", help="passed to mlflow server")
+    p.add_argument(
+        "--access-log", action="store_true", help="show the server's line per HTTP request"
+    )
+    return p
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from sweep import ui
+    from sweep.tracking import resolve_uri
+
+    ui.check_host(args.host, args.allow_remote)  # refused before anything heavy starts
+    return ui.serve(
+        resolve_uri(args.tracking_uri),
+        args.host,
+        args.port,
+        allow_remote=args.allow_remote,
+        experiment=args.experiment,
+        workers=args.workers,
+        allowed_hosts=args.allowed_hosts,
+        cors_allowed_origins=args.cors_allowed_origins,
+        access_log=args.access_log,
+    )
+
+
 # --------------------------------------------------------------------------- dispatch
 
 Command = tuple[Callable[..., argparse.ArgumentParser], Callable[[argparse.Namespace], int]]
 COMMANDS: dict[str, Command] = {
     "reproduce": (add_reproduce, cmd_reproduce),
     "best": (add_best, cmd_best),
+    "report": (add_report, cmd_report),
+    "ui": (add_ui, cmd_ui),
 }
 
 
@@ -137,6 +244,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ("sweep.tracking", ("TrackingError",)),
         ("sweep.data", ("DataError",)),
         ("sweep.model", ("ModelError",)),
+        ("sweep.report", ("ReportError",)),
+        ("sweep.ui", ("UIError",)),
     ):
         mod = sys.modules.get(module)
         for name in names:

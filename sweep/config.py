@@ -7,9 +7,11 @@ before any data or model is loaded. This module must stay light: no torch, no tr
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -309,6 +311,82 @@ def mask_tree(node: Any, prefix: str = "") -> Any:
     return mask_value(prefix, node)
 
 
+_KEY_VALUE = re.compile(r"^[+~]{0,2}(?P<key>[\w.\-/@]+)=(?P<value>.+)$", re.DOTALL)
+_MIN_SECRET = 4  # shorter values would mask innocent text everywhere
+_REDACTED: set[str] = set()
+
+
+def secret_values(node: Any, prefix: str = "") -> set[str]:
+    """The secret strings inside a plain tree (or a list of override strings): values under
+    secret keys, `key=value` overrides with a secret key, and passwords inside URIs."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for k, v in node.items():
+            found |= secret_values(v, f"{prefix}.{k}" if prefix else str(k))
+        return found
+    if isinstance(node, list | tuple):
+        for v in node:
+            found |= secret_values(v, prefix)
+        return found
+    if node is None or isinstance(node, bool):
+        return found
+    text = str(node)
+    if is_secret_key(prefix):
+        found.add(text)
+    m = _KEY_VALUE.match(text)
+    if m and is_secret_key(m["key"]):
+        found.add(m["value"].strip("'\""))
+    found |= {m["pw"] for m in _URI_CREDENTIALS.finditer(text)}
+    return {s for s in found if len(s) >= _MIN_SECRET and s != MASK}
+
+
+def mask_text(text: str, secrets: set[str] | None = None) -> str:
+    """`text` with every known secret (see `redact`) and URI password replaced by ***."""
+    for s in sorted(secrets if secrets is not None else _REDACTED, key=len, reverse=True):
+        text = text.replace(s, MASK)
+    return mask_uri(text)
+
+
+def redact(secrets: set[str]) -> None:
+    """From now on, mask these values in every log record of this process (Hydra's launch
+    lines print the overrides) by a log-record factory, which survives Hydra re-configuring
+    logging for each job."""
+    new = {s for s in secrets if len(s) >= _MIN_SECRET}
+    if not new - _REDACTED:
+        return
+    first = not _REDACTED
+    _REDACTED.update(new)
+    if not first:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is logging's business
+            return record
+        masked = mask_text(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return record
+
+    logging.setLogRecordFactory(factory)
+
+
+def mask_files(paths: list[Any], secrets: set[str]) -> None:
+    """Rewrite these text files (Hydra's .hydra/*.yaml, multirun.yaml) with secrets masked."""
+    from pathlib import Path
+
+    for p in map(Path, paths):
+        if not p.is_file():
+            continue
+        text = p.read_text(encoding="utf-8")
+        masked = mask_text(text, secrets)
+        if masked != text:
+            p.write_text(masked, encoding="utf-8")
+
+
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
     out: dict[str, Any] = {}
@@ -362,3 +440,8 @@ class SweeperConfig:
 
 def register_sweeper_config() -> None:
     ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=SweeperConfig)
+
+
+def interactive() -> bool:
+    """Progress bars only on a terminal and outside CI; plain lines otherwise."""
+    return sys.stderr.isatty() and not os.environ.get("CI")

@@ -10,7 +10,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from transformers.utils import logging as hf_logging
 from sweep import data as data_mod
 from sweep import model as model_mod
 from sweep import optim
-from sweep.config import plan_steps, warmup_steps
+from sweep.config import interactive, plan_steps, warmup_steps
 from sweep.tracking import NullTracker
 
 log = logging.getLogger(__name__)
@@ -96,11 +95,6 @@ def compute_metrics(pred) -> dict[str, float]:
         "accuracy": float((preds == labels).mean()),
         "f1": float(f1_score(labels, preds, average=average, zero_division=0)),
     }
-
-
-def interactive() -> bool:
-    """Progress bars only on a terminal and outside CI; plain lines otherwise."""
-    return sys.stderr.isatty() and not os.environ.get("CI")
 
 
 def quiet_progress_bars() -> None:

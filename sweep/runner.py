@@ -135,6 +135,30 @@ def _hydra_overrides() -> list[str]:
         return []
 
 
+def protect_secrets(cfg: DictConfig) -> None:
+    """Mask this job's secrets (secret-keyed values, URI passwords) in its log lines and in the
+    config files Hydra wrote for it (.hydra/config.yaml, hydra.yaml, overrides.yaml)."""
+    from pathlib import Path
+
+    from sweep.config import mask_files, redact, secret_values
+
+    secrets = secret_values(OmegaConf.to_container(cfg, resolve=False))
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+    except ValueError:  # not under Hydra
+        hc = None
+    if hc is not None:
+        secrets |= secret_values(OmegaConf.to_container(hc, resolve=False), "hydra")
+    if not secrets:
+        return
+    redact(secrets)
+    if hc is not None and hc.output_subdir:
+        d = Path(hc.runtime.output_dir) / hc.output_subdir
+        mask_files([d / "config.yaml", d / "hydra.yaml", d / "overrides.yaml"], secrets)
+
+
 def run_job(
     cfg: DictConfig,
     ctx: TrialContext | None = None,

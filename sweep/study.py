@@ -497,6 +497,52 @@ def progress_line(study: optuna.Study, n_trials: int, number: int) -> str:
     )
 
 
+class SweepProgress:
+    """The sweep's overall progress. On a terminal (and outside CI): a bar of finished trials
+    with pruned / failed counts and the best value so far, above each trial's own step bar, the
+    per-trial lines printed above it. Elsewhere: one plain line per finished trial."""
+
+    def __init__(self, study: optuna.Study, n_trials: int):
+        from sweep.config import interactive
+
+        self.n_trials = n_trials
+        self.bar = None
+        if interactive():
+            from tqdm.auto import tqdm
+
+            c = count(study)
+            self.bar = tqdm(
+                total=n_trials,
+                initial=min(c.finished, n_trials),
+                desc="sweep",
+                unit="trial",
+                position=0,
+                leave=True,
+                dynamic_ncols=True,
+            )
+            self._postfix(study)
+
+    def _postfix(self, study: optuna.Study) -> None:
+        c = count(study)
+        best = best_trial(study)
+        best_s = f", best {best.value:.4f} (#{best.number})" if best else ""
+        self.bar.n = min(c.finished, self.n_trials)
+        self.bar.set_postfix_str(f"{c.pruned} pruned, {c.failures} failed{best_s}")
+
+    def trial_done(self, study: optuna.Study, number: int) -> None:
+        line = progress_line(study, self.n_trials, number)
+        if self.bar is None:
+            print(line, flush=True)
+            return
+        self.bar.write(line)
+        self._postfix(study)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def write_results(study: optuna.Study, sweep_dir: Path, summary, direction: str) -> None:
     """optimization_results.yaml in the sweep dir, with best params and value."""
     from omegaconf import OmegaConf

@@ -42,7 +42,7 @@ from optuna.distributions import (
 )
 
 from sweep import study as study_mod
-from sweep.config import ConfigError, mask_uri, validate
+from sweep.config import ConfigError, mask_files, mask_uri, redact, secret_values, validate
 from sweep.parent import ParentRun
 from sweep.runner import TrialContext, TrialOutcome, set_trial_context
 from sweep.tracking import TrackingError
@@ -272,6 +272,10 @@ class SweepRunner:
 
     def _sweep(self, arguments: list[str]) -> Any:
         o = self.opts
+        # secrets on the command line or in the config stay out of logs and Hydra's files
+        secrets = secret_values(OmegaConf.to_container(self.config, resolve=False))
+        secrets |= secret_values(list(arguments))
+        redact(secrets)
         space, passthrough = build_space(o.params or {}, arguments, o.conditions or {})
         fixed = passthrough + [to_override(k, v) for k, v in space.fixed.items()]
         base = self._check_space(space, fixed)
@@ -300,6 +304,8 @@ class SweepRunner:
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        if secrets:
+            mask_files([sweep_dir / "multirun.yaml"], secrets)
 
         spec = study_mod.StudySpec(
             name=study_name,
@@ -342,6 +348,7 @@ class SweepRunner:
             }
         )
         heartbeat = Heartbeat(storage, o.heartbeat_interval)
+        self.progress = study_mod.SweepProgress(study, o.n_trials)
         started = time.time()
         exit_code = 0
         reason = ""
@@ -392,6 +399,7 @@ class SweepRunner:
             sys.exit(130)
         finally:
             heartbeat.stop()
+            self.progress.close()
         summary = parent.finish(status="FAILED" if exit_code else "FINISHED")
         study_mod.write_results(study, sweep_dir, summary, direction)
         print(summary.table)
@@ -456,4 +464,4 @@ class SweepRunner:
         heartbeat.discard(trial._trial_id)
         study_mod.tell(study, trial, outcome, error, time.time() - item.started)
         parent.after_trial(trial.number, outcome, error)
-        print(study_mod.progress_line(study, self.opts.n_trials, trial.number), flush=True)
+        self.progress.trial_done(study, trial.number)

@@ -10,7 +10,16 @@ from conftest import TINY, compose, run_train
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from sweep.config import ConfigError, is_secret_key, mask_tree, mask_uri, validate
+from sweep.config import (
+    ConfigError,
+    is_secret_key,
+    mask_text,
+    mask_tree,
+    mask_uri,
+    redact,
+    secret_values,
+    validate,
+)
 
 OPTIONS = {
     "model": ["tiny", "minilm", "bert_small"],
@@ -173,6 +182,38 @@ def test_secret_keys_and_uris_are_masked():
     assert mask_uri("postgresql://bob:s3cret@db:5432/x") == "postgresql://bob:***@db:5432/x"
     tree = mask_tree({"a": {"hf_token": "hf_abc", "uri": "http://u:p@h/"}, "tokenizer": "bert"})
     assert tree == {"a": {"hf_token": "***", "uri": "http://u:***@h/"}, "tokenizer": "bert"}
+
+
+def test_secret_values_are_found_in_configs_and_overrides_and_masked_in_log_lines(caplog):
+    tree = {
+        "model": {"hf_token": "hf_Abc123", "tokenizer": "bert-base-uncased"},
+        "data": {"max_tokens": 1000},
+        "hydra": {
+            "overrides": {
+                "task": [
+                    "+model.hf_token=hf_Abc123",
+                    "++tracking.api_key='k-Quoted9'",
+                    "hydra.sweeper.storage=postgresql://bob:Pw-xyz9@db:5432/optuna",
+                    "data.max_length=128",
+                ]
+            }
+        },
+    }
+    secrets = secret_values(tree)
+    assert secrets == {"hf_Abc123", "k-Quoted9", "Pw-xyz9"}
+    line = "#0 : +model.hf_token=hf_Abc123 storage=postgresql://bob:Pw-xyz9@db/optuna"
+    assert (
+        mask_text(line, secrets)
+        == "#0 : +model.hf_token=*** storage=postgresql://bob:***@db/optuna"
+    )
+
+    import logging
+
+    redact(secrets)
+    logging.getLogger("hydra.test").warning("launching %s", "+model.hf_token=hf_Abc123")
+    assert caplog.records[-1].getMessage() == "launching +model.hf_token=***"
+    logging.getLogger("hydra.test").warning("nothing secret: %d tokens", 12)
+    assert caplog.records[-1].getMessage() == "nothing secret: 12 tokens"
 
 
 def test_missing_data_file_fails_in_one_line(workdir):

@@ -22,18 +22,18 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+import services
 import yaml
 from conftest import ROOT, TINY, compose
+from services import NASTY_PASSWORD, free_port, wait_http
+
+# the throw-away PostgreSQL cluster (tests/services.py, shared with test_team.py and benchmarks/)
+pg_cluster = services.pg_cluster
 
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
@@ -42,8 +42,6 @@ DOCKERFILE = DOCKER / "Dockerfile"
 DOCKERIGNORE = DOCKER / "Dockerfile.dockerignore"
 CONSTRAINTS = DOCKER / "constraints.txt"
 SCRIPTS = ["worker-entrypoint.sh", "mlflow-entrypoint.sh", "postgres-init.sh"]
-# a password that breaks every naive way of putting it into a URL or into SQL
-NASTY_PASSWORD = "p@ss:w/rd%2F?#&'\" x;--"
 
 
 @pytest.fixture(scope="module")
@@ -602,86 +600,6 @@ def test_mlflow_wrapper_builds_the_backend_store_from_the_secret(tmp_path):
 # --------------------------------------------------------------------------- PostgreSQL
 
 
-def pg_bin(name: str) -> str | None:
-    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
-    return str(found[-1]) if found else shutil.which(name)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def pg_cluster(tmp_path):
-    """A throw-away PostgreSQL on 127.0.0.1 initialised like the official image does it: the
-    superuser's password from a secret file, scram over TCP, then docker/postgres-init.sh."""
-    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
-    if not (initdb and pg_ctl and shutil.which("psql")):
-        pytest.skip("PostgreSQL server binaries not installed")
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        if not shutil.which("runuser"):
-            pytest.skip("running as root without runuser")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    # a folder of its own under /tmp: the postgres user must reach it, and pytest's are private
-    base = Path(tempfile.mkdtemp(prefix="sweep-pg-"))
-    secret = base / "pg_password"
-    secret.write_text(NASTY_PASSWORD + "\n")
-    if as_user:
-        shutil.chown(base, "postgres")
-        shutil.chown(secret, "postgres")
-    data, sock, port = base / "data", base, free_port()
-
-    def run(cmd, **kw):
-        return subprocess.run(as_user + cmd, check=True, capture_output=True, text=True, **kw)
-
-    run(
-        [
-            initdb,
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "--pwfile",
-            str(secret),
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-        ]
-    )
-    run(
-        [
-            pg_ctl,
-            "-D",
-            str(data),
-            "-w",
-            "-l",
-            str(base / "log"),
-            "-o",
-            f"-k {sock} -p {port} -h 127.0.0.1",
-            "start",
-        ]
-    )
-    env = {
-        **os.environ,
-        "POSTGRES_USER": "postgres",
-        "POSTGRES_PASSWORD_FILE": str(secret),
-        "PGHOST": str(sock),
-        "PGPORT": str(port),
-    }
-    try:
-        run(["sh", str(DOCKER / "postgres-init.sh")], env=env)
-        yield {"port": port, "password": NASTY_PASSWORD, "secret": secret, "base": base}
-    finally:
-        subprocess.run(
-            as_user + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-            check=False,
-            capture_output=True,
-        )
-        shutil.rmtree(base, ignore_errors=True)
-
-
 @pytest.mark.postgres
 def test_postgres_init_creates_roles_and_databases(pg_cluster):
     import psycopg2
@@ -707,21 +625,6 @@ def test_postgres_init_creates_roles_and_databases(pg_cluster):
         conn.close()
     with pytest.raises(psycopg2.OperationalError):  # each role stays in its own database
         connect("optuna", "mlflow")
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen, headers: dict | None = None) -> int:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, f"the server exited ({proc.returncode})"
-        try:
-            req = urllib.request.Request(url, headers=headers or {})
-            with urllib.request.urlopen(req, timeout=3) as r:
-                return r.status
-        except urllib.error.HTTPError as e:
-            return e.code
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
 
 
 @pytest.mark.slow

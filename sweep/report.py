@@ -1,0 +1,673 @@
+"""`python -m sweep report`: one self-contained HTML file describing a sweep.
+
+    python -m sweep report --experiment NAME [--tracking-uri URI] [--out report.html]
+
+The report holds the sweep's summary (study, objective, best value and params, trials by state,
+the parent run's description), its trial table and interactive plots (optimization history,
+learning rate vs. objective by schedule, parameter importances, the objective's curve per
+trial). Plotly's JavaScript is inlined, so the file opens anywhere, offline, and can be mailed.
+
+Where the numbers come from: the Optuna study when its storage (tag `sweep.storage` of the parent
+run, else `.sweep/<study>.journal` in the working directory, else `--storage`) is reachable and
+belongs to this sweep; otherwise MLflow alone (the parent run and its child runs), which is all a
+colleague who was sent the MLflow store has.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweep.config import MASK, mask_uri
+from sweep.tracking import resolve_uri
+
+log = logging.getLogger(__name__)
+
+STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+
+
+class ReportError(ValueError):
+    """The report cannot be built (no sweep in the experiment, ...); one line."""
+
+
+@dataclass
+class Sweep:
+    """What the report shows, whichever source it came from."""
+
+    experiment: str
+    experiment_id: str
+    uri: str
+    study: str
+    parent: Any  # the MLflow parent run
+    objective: str
+    direction: str
+    rows: list[dict[str, Any]]
+    source: str
+    notes: list[str] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    importances: dict[str, float] = field(default_factory=dict)
+    curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+
+    @property
+    def param_keys(self) -> list[str]:
+        keys: list[str] = []
+        for r in self.rows:
+            keys += [k for k in r if k.startswith("params.") and k not in keys]
+        return keys
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.rows:
+            state = str(r["state"]).split(" ")[0]
+            out[state] = out.get(state, 0) + 1
+        rank = {s: i for i, s in enumerate(STATES)}
+        return dict(sorted(out.items(), key=lambda kv: rank.get(kv[0], len(STATES))))
+
+
+# --------------------------------------------------------------------------- MLflow
+
+
+def find_parent(client, exp, study: str | None = None):
+    """The sweep's parent run (tag sweep.role=parent); the newest one if several studies."""
+    flt = "tags.`sweep.role` = 'parent'"
+    if study:
+        flt += f" and tags.`optuna.study` = '{study}'"
+    parents = client.search_runs(
+        [exp.experiment_id], filter_string=flt, order_by=["attributes.start_time DESC"]
+    )
+    parents = [p for p in parents if p.info.lifecycle_stage == "active"]
+    if not parents:
+        which = f" for study {study!r}" if study else ""
+        raise ReportError(
+            f"experiment {exp.name!r} has no sweep parent run{which} (tag sweep.role=parent): "
+            "was it logged by `python train.py -m`?"
+        )
+    notes = []
+    if len(parents) > 1:
+        studies = ", ".join(sorted({p.data.tags.get("optuna.study", "?") for p in parents}))
+        notes.append(
+            f"experiment {exp.name!r} holds {len(parents)} sweeps ({studies}); reporting the "
+            f"newest, {parents[0].data.tags.get('optuna.study')!r} (choose with --study)"
+        )
+    return parents[0], notes
+
+
+def child_runs(client, exp, parent) -> list:
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        max_results=5000,
+    )
+    return [r for r in runs if r.info.lifecycle_stage == "active"]
+
+
+def _number(run) -> int:
+    try:
+        return int(run.data.tags.get("optuna.trial_number", -1))
+    except ValueError:
+        return -1
+
+
+def _as_number(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            f = float(v)
+        except ValueError:
+            return v
+        return int(f) if re.fullmatch(r"-?\d+", v.strip()) else f
+    return v
+
+
+def rows_from_mlflow(children: list, parent, objective: str) -> list[dict[str, Any]]:
+    """The trial table from the child runs alone (tags optuna.*, params, sweep.* tags)."""
+    from sweep.reproduce import best_params, logged_overrides, objective_value, searched_keys
+
+    keys = searched_keys(parent)
+    rows = []
+    for run in sorted(children, key=_number):
+        tags = run.data.tags
+        state = tags.get("optuna.state", run.info.status)
+        value = objective_value(run, objective) if state == "COMPLETE" else None
+        params = best_params(run, keys, logged_overrides(run))
+        end, start = run.info.end_time, run.info.start_time
+        rows.append(
+            {
+                "number": _number(run),
+                "state": state,
+                "value": value,
+                **{f"params.{k}": _as_number(v) for k, v in params.items()},
+                "duration_s": round((end - start) / 1000, 1) if end and start else None,
+                "steps": _as_number(tags["sweep.steps"]) if "sweep.steps" in tags else None,
+                "run_id": run.info.run_id,
+                "fail_reason": tags.get("sweep.fail_reason") or tags.get("sweep.error", ""),
+            }
+        )
+    return rows
+
+
+def curves(client, children: list, objective: str) -> dict[int, list[tuple[int, float]]]:
+    """The objective against the step, per trial (pruned trials show where they stopped)."""
+    out = {}
+    for run in children:
+        try:
+            hist = client.get_metric_history(run.info.run_id, objective)
+        except Exception:  # noqa: BLE001 - a missing curve only costs one line of a plot
+            continue
+        pts = sorted((m.step, m.value) for m in hist if _finite(m.value))
+        if pts:
+            out[_number(run)] = pts
+    return dict(sorted(out.items()))
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+# --------------------------------------------------------------------------- Optuna
+
+
+def storage_candidates(parent, study: str, storage: str | None) -> list[str]:
+    if storage:
+        return [storage]
+    from sweep.study import default_storage
+
+    out = []
+    tagged = parent.data.tags.get("sweep.storage")
+    if tagged:
+        out.append(tagged)
+    local = default_storage(study)
+    if local not in out:
+        out.append(local)
+    return out
+
+
+def load_study(parent, study_name: str, storage: str | None = None):
+    """The Optuna study of this sweep, or (None, why not)."""
+    why = []
+    for url in storage_candidates(parent, study_name, storage):
+        shown = mask_uri(url)
+        if f":{MASK}@" in url:
+            why.append(f"{shown} has a masked password (pass --storage URL)")
+            continue
+        from sweep.study import journal_path
+
+        path = journal_path(url)
+        if path is None and url.startswith("sqlite:///"):
+            path = Path(url[len("sqlite:///") :])
+        if path is not None and not path.is_file():
+            why.append(f"{shown} does not exist here")
+            continue
+        try:
+            import optuna
+
+            from sweep import study as study_mod
+
+            study = optuna.load_study(study_name=study_name, storage=study_mod.open_storage(url))
+        except Exception as e:  # noqa: BLE001 - any storage error means "use MLflow"
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            why.append(f"{shown}: {first}")
+            continue
+        owner = study.user_attrs.get("mlflow_parent_run_id")
+        if owner and owner != parent.info.run_id:
+            why.append(f"{shown} holds another sweep's study (parent run {owner})")
+            continue
+        return study, shown
+    return None, "; ".join(why)
+
+
+def _parse_distribution(text: str):
+    """`FloatDistribution(high=0.001, log=True, low=1e-05, step=None)` -> the distribution,
+    read with ast.literal_eval on each argument (never eval)."""
+    import ast
+
+    from optuna import distributions as d
+
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return None
+    kinds = {
+        "FloatDistribution": d.FloatDistribution,
+        "IntDistribution": d.IntDistribution,
+        "CategoricalDistribution": d.CategoricalDistribution,
+    }
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        return None
+    kind = kinds.get(node.func.id)
+    if kind is None or node.args:
+        return None
+    try:
+        return kind(**{k.arg: ast.literal_eval(k.value) for k in node.keywords})
+    except (ValueError, TypeError, SyntaxError):
+        return None
+
+
+def study_from_rows(rows: list[dict[str, Any]], parent, direction: str):
+    """An in-memory Optuna study of the COMPLETE trials (for parameter importances)."""
+    import optuna
+
+    dists = {}
+    for k, v in parent.data.params.items():
+        if k.startswith("space."):
+            dist = _parse_distribution(v)
+            if dist is not None:
+                dists[k[len("space.") :]] = dist
+    study = optuna.create_study(direction=direction)
+    for r in rows:
+        if r["state"] != "COMPLETE" or not _finite(r["value"]):
+            continue
+        params, used = {}, {}
+        for key, dist in dists.items():
+            if f"params.{key}" not in r:
+                continue
+            v = r[f"params.{key}"]
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                match = [c for c in dist.choices if str(c) == str(v)]
+                if not match:
+                    continue
+                v = match[0]
+            elif isinstance(dist, optuna.distributions.IntDistribution):
+                v = int(v)
+            else:
+                v = float(v)
+            params[key], used[key] = v, dist
+        try:
+            study.add_trial(
+                optuna.trial.create_trial(params=params, distributions=used, value=r["value"])
+            )
+        except ValueError:  # a value outside its logged distribution: leave the trial out
+            continue
+    return study
+
+
+def importances(study) -> dict[str, float]:
+    """Parameter importances over the params every COMPLETE trial has (needs >= 3 trials and
+    >= 2 such params); {} when there are too few."""
+    import warnings
+
+    import optuna
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 3:
+        return {}
+    common = set.intersection(*(set(t.params) for t in complete))
+    if len(common) < 2:
+        return {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return dict(optuna.importance.get_param_importances(study, params=sorted(common)))
+    except Exception as e:  # noqa: BLE001 - a plot must never fail the report
+        log.info("no parameter importances: %s", e)
+        return {}
+
+
+# --------------------------------------------------------------------------- collect
+
+
+def collect(
+    experiment: str,
+    tracking_uri: str | None = None,
+    *,
+    study: str | None = None,
+    storage: str | None = None,
+    use_optuna: bool = True,
+) -> Sweep:
+    from sweep import study as study_mod
+    from sweep.reproduce import get_experiment, open_store
+
+    uri = resolve_uri(tracking_uri)
+    client = open_store(uri)
+    exp = get_experiment(client, experiment, uri)
+    parent, notes = find_parent(client, exp, study)
+    ptags, pparams = parent.data.tags, parent.data.params
+    name = ptags.get("optuna.study", study or experiment)
+    objective = pparams.get("sweeper.objective", "eval_f1")
+    direction = pparams.get("sweeper.direction", "maximize")
+    children = child_runs(client, exp, parent)
+
+    sweep = Sweep(
+        experiment=experiment,
+        experiment_id=exp.experiment_id,
+        uri=uri,
+        study=name,
+        parent=parent,
+        objective=objective,
+        direction=direction,
+        rows=[],
+        source="MLflow (parent and child runs)",
+        notes=notes,
+    )
+    optuna_study, where = load_study(parent, name, storage) if use_optuna else (None, "")
+    if optuna_study is not None:
+        sweep.source = f"Optuna study in {where}, with MLflow"
+        sweep.direction = optuna_study.direction.name.lower()
+        sweep.rows = study_mod.trial_rows(optuna_study)
+        best = study_mod.best_trial(optuna_study)
+        if best is not None:
+            sweep.best = {
+                "number": best.number,
+                "value": best.value,
+                "params": dict(best.params),
+                "run_id": best.user_attrs.get(study_mod.RUN_ID),
+            }
+        sweep.importances = importances(optuna_study)
+    else:
+        if use_optuna and where:
+            sweep.notes.append(f"Optuna study not used ({where}): built from MLflow alone")
+        sweep.rows = rows_from_mlflow(children, parent, objective)
+        sweep.best = best_from_rows(sweep.rows, children, direction)
+        sweep.importances = importances(study_from_rows(sweep.rows, parent, direction))
+    names = {r.info.run_id: r.info.run_name for r in children}
+    for r in sweep.rows:
+        r["run_name"] = names.get(r.get("run_id"), "")
+    sweep.curves = curves(client, children, objective)
+    return sweep
+
+
+def best_from_rows(rows: list[dict[str, Any]], children: list, direction: str) -> dict | None:
+    """The run tagged optuna.best=true, else the best COMPLETE row by the direction."""
+    flagged = {c.info.run_id for c in children if c.data.tags.get("optuna.best") == "true"}
+    complete = [r for r in rows if r["state"] == "COMPLETE" and _finite(r["value"])]
+    picked = [r for r in complete if r["run_id"] in flagged]
+    if not picked and complete:
+        pick = min if direction == "minimize" else max
+        picked = [pick(complete, key=lambda r: (r["value"], -r["number"]))]
+    if not picked:
+        return None
+    r = picked[0]
+    params = {k[len("params.") :]: v for k, v in r.items() if k.startswith("params.")}
+    return {"number": r["number"], "value": r["value"], "params": params, "run_id": r["run_id"]}
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def figures(sweep: Sweep) -> list[tuple[str, str, Any]]:
+    """(id, caption, plotly figure) for every plot the sweep supports."""
+    import plotly.graph_objects as go
+
+    out = []
+    done = sorted(
+        (r for r in sweep.rows if r["state"] == "COMPLETE" and _finite(r["value"])),
+        key=lambda r: r["number"],
+    )
+    layout = {"template": "plotly_white", "height": 420, "margin": {"t": 50, "r": 20}}
+    if done:
+        better = min if sweep.direction == "minimize" else max
+        best_so_far, running = [], None
+        for r in done:
+            running = r["value"] if running is None else better(running, r["value"])
+            best_so_far.append(running)
+        fig = go.Figure()
+        fig.add_trace(
+            go.Scatter(
+                x=[r["number"] for r in done],
+                y=[r["value"] for r in done],
+                mode="markers",
+                name="trial",
+                text=[r.get("run_name", "") for r in done],
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[r["number"] for r in done], y=best_so_far, mode="lines", name="best so far"
+            )
+        )
+        fig.update_layout(
+            title=f"Optimization history ({sweep.objective}, {sweep.direction})",
+            xaxis_title="trial",
+            yaxis_title=sweep.objective,
+            **layout,
+        )
+        out.append(("optimization-history", "Objective of each COMPLETE trial", fig))
+
+    lr = [r for r in done if _finite(r.get("params.optimizer.lr"))]
+    if lr:
+        fig = go.Figure()
+        groups: dict[str, list[dict]] = {}
+        for r in lr:
+            groups.setdefault(str(r.get("params.scheduler", "fixed")), []).append(r)
+        for sched, pts in sorted(groups.items()):
+            fig.add_trace(
+                go.Scatter(
+                    x=[p["params.optimizer.lr"] for p in pts],
+                    y=[p["value"] for p in pts],
+                    text=[f"trial {p['number']}" for p in pts],
+                    mode="markers",
+                    marker={"size": 10},
+                    name=sched,
+                )
+            )
+        fig.update_layout(
+            title="Learning rate vs. objective, by schedule",
+            xaxis={"title": "optimizer.lr", "type": "log"},
+            yaxis_title=sweep.objective,
+            **layout,
+        )
+        out.append(("lr-vs-objective", "Each COMPLETE trial, coloured by LR schedule", fig))
+
+    if sweep.importances:
+        items = sorted(sweep.importances.items(), key=lambda kv: kv[1])
+        fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h"))
+        fig.update_layout(
+            title="Parameter importances (fANOVA)", xaxis_title="importance", **layout
+        )
+        out.append(
+            (
+                "param-importances",
+                "How much of the objective's variance each parameter explains "
+                "(parameters every COMPLETE trial has)",
+                fig,
+            )
+        )
+
+    if sweep.curves:
+        states = {r["number"]: str(r["state"]).split(" ")[0] for r in sweep.rows}
+        fig = go.Figure()
+        for number, pts in sweep.curves.items():
+            fig.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in pts],
+                    y=[p[1] for p in pts],
+                    mode="lines+markers",
+                    name=f"trial {number} ({states.get(number, '?')})",
+                    line={"dash": "dot"} if states.get(number) != "COMPLETE" else {},
+                )
+            )
+        fig.update_layout(
+            title=f"{sweep.objective} against the step, per trial",
+            xaxis_title="step",
+            yaxis_title=sweep.objective,
+            **layout,
+        )
+        out.append(("curves", "Pruned and failed trials are dotted", fig))
+    return out
+
+
+# --------------------------------------------------------------------------- HTML
+
+CSS = """
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2rem auto;
+       max-width: 1200px; padding: 0 1rem; color: #1d2430; }
+h1 { margin-bottom: .2rem; } h2 { margin-top: 2rem; border-bottom: 1px solid #dde; }
+.meta { color: #5a6270; font-size: .9rem; }
+.cards { display: flex; flex-wrap: wrap; gap: 1rem; margin: 1rem 0; }
+.card { border: 1px solid #dde; border-radius: 6px; padding: .6rem 1rem; min-width: 9rem; }
+.card .k { color: #5a6270; font-size: .8rem; } .card .v { font-size: 1.4rem; font-weight: 600; }
+table { border-collapse: collapse; font-size: .85rem; width: 100%; }
+th, td { border-bottom: 1px solid #e4e6eb; padding: .3rem .5rem; text-align: left; }
+th { background: #f4f5f7; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.best { background: #eaf7ea; font-weight: 600; }
+.state-PRUNED { color: #a66300; } .state-FAIL { color: #b3261e; }
+.state-COMPLETE { color: #1e7b34; }
+code { background: #f4f5f7; padding: 0 .25rem; border-radius: 3px; }
+.note { background: #fff7e0; border-left: 4px solid #e0a800; padding: .4rem .8rem; }
+.figure { margin: 1rem 0 2rem; } .caption { color: #5a6270; font-size: .85rem; }
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape("" if x is None else str(x))
+
+
+def fmt(v: Any, key: str = "") -> str:
+    if v is None or v == "":
+        return "-"
+    if key == "duration_s" and _finite(v):
+        return f"{v:.1f}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        return f"{v:.3g}" if v != 0 and abs(v) < 1e-2 else f"{v:.4f}"
+    return str(v)
+
+
+def markdown_lite(text: str) -> str:
+    """The parent run's description (MLflow note, markdown) as escaped HTML: paragraphs,
+    **bold** and `code` only."""
+    out = []
+    for para in re.split(r"\n\s*\n", text.strip()):
+        p = _e(para)
+        p = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", p)
+        p = re.sub(r"`(.+?)`", r"<code>\1</code>", p)
+        out.append(f"<p>{p}</p>")
+    return "\n".join(out)
+
+
+def summary_html(sweep: Sweep) -> str:
+    counts = sweep.counts()
+    best = sweep.best
+    cards = [
+        ("best " + sweep.objective, fmt(best["value"]) if best else "-"),
+        ("direction", sweep.direction),
+        ("trials", str(len(sweep.rows))),
+        *((state.lower(), str(n)) for state, n in counts.items()),
+    ]
+    parts = ['<div class="cards">']
+    parts += [
+        f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{_e(v)}</div></div>'
+        for k, v in cards
+    ]
+    parts.append("</div>")
+    if best:
+        params = ", ".join(f"<code>{_e(k)}={_e(fmt(v))}</code>" for k, v in best["params"].items())
+        parts.append(
+            f"<p>Best trial <strong>{_e(best['number'])}</strong>: {_e(sweep.objective)} = "
+            f"<strong>{_e(best['value'])}</strong> with {params or '(no searched params)'}"
+            f" &mdash; MLflow run <code>{_e(best['run_id'])}</code>.</p>"
+        )
+        if best["run_id"]:
+            parts.append(
+                "<p>Re-run it from MLflow alone: "
+                f"<code>python -m sweep reproduce {_e(best['run_id'])}</code></p>"
+            )
+    else:
+        parts.append("<p>No trial has completed yet.</p>")
+    note = sweep.parent.data.tags.get("mlflow.note.content")
+    if note:
+        parts.append("<h3>Description</h3>" + markdown_lite(note))
+    return "\n".join(parts)
+
+
+def table_html(sweep: Sweep) -> str:
+    pkeys = sweep.param_keys
+    cols = [("#", "number"), ("state", "state"), (sweep.objective, "value")]
+    cols += [(k[len("params.") :], k) for k in pkeys]
+    cols += [("seconds", "duration_s"), ("steps", "steps"), ("run name", "run_name")]
+    cols += [("MLflow run id", "run_id")]
+    if any(r.get("fail_reason") for r in sweep.rows):
+        cols.append(("fail reason", "fail_reason"))
+    best_number = sweep.best["number"] if sweep.best else None
+    head = "".join(f"<th>{_e(h)}</th>" for h, _ in cols)
+    body = []
+    for r in sorted(sweep.rows, key=lambda r: r["number"]):
+        cells = []
+        for _, k in cols:
+            v = r.get(k)
+            if k == "state":
+                base = str(v).split(" ")[0]
+                cells.append(f'<td class="state-{_e(base)}">{_e(v)}</td>')
+            elif k == "run_id":
+                cells.append(f"<td><code>{_e(v or '-')}</code></td>")
+            else:
+                cls = ' class="num"' if _finite(v) else ""
+                cells.append(f"<td{cls}>{_e(fmt(v, k))}</td>")
+        cls = ' class="best"' if r["number"] == best_number else ""
+        body.append(f'<tr{cls} data-trial="{_e(r["number"])}">{"".join(cells)}</tr>')
+    return (
+        f'<table id="trials"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    )
+
+
+def render(sweep: Sweep) -> str:
+    from plotly.offline import get_plotlyjs
+
+    figs = figures(sweep)
+    plot_parts = []
+    for fid, caption, fig in figs:
+        div = fig.to_html(
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=fid,
+            config={"displaylogo": False, "responsive": True},
+        )
+        plot_parts.append(
+            f'<div class="figure">{div}<div class="caption">{_e(caption)}</div></div>'
+        )
+    if not plot_parts:
+        plot_parts.append("<p>No COMPLETE trial yet: nothing to plot.</p>")
+    parent = sweep.parent
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    notes = "".join(f'<p class="note">{_e(n)}</p>' for n in sweep.notes)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sweep {_e(sweep.study)}: report</title>
+<style>{CSS}</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head>
+<body>
+<h1>Sweep <code>{_e(sweep.study)}</code></h1>
+<p class="meta">MLflow experiment <strong>{_e(sweep.experiment)}</strong>
+(id {_e(sweep.experiment_id)}) in <code>{_e(mask_uri(sweep.uri))}</code>;
+parent run <code>{_e(parent.info.run_id)}</code> ({_e(parent.info.run_name)},
+{_e(parent.info.status)}); objective <code>{_e(sweep.objective)}</code>.
+Built from: {_e(sweep.source)}. Generated {when}.</p>
+{notes}
+<h2 id="summary">Summary</h2>
+{summary_html(sweep)}
+<h2 id="plots">Plots</h2>
+{"".join(plot_parts)}
+<h2 id="trial-table">Trials</h2>
+{table_html(sweep)}
+</body>
+</html>
+"""
+
+
+def write(
+    experiment: str,
+    tracking_uri: str | None = None,
+    out: str | Path = "report.html",
+    *,
+    study: str | None = None,
+    storage: str | None = None,
+    use_optuna: bool = True,
+) -> tuple[Path, Sweep]:
+    sweep = collect(experiment, tracking_uri, study=study, storage=storage, use_optuna=use_optuna)
+    path = Path(out)
+    if path.parent and not path.parent.is_dir():
+        raise ReportError(f"cannot write {path}: directory {path.parent} does not exist")
+    path.write_text(render(sweep), encoding="utf-8")
+    return path.resolve(), sweep

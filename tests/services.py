@@ -1,0 +1,306 @@
+"""Real services on 127.0.0.1 for tests and benchmarks: a throw-away PostgreSQL cluster (Debian's
+server binaries, /usr/lib/postgresql/*/bin) and an `mlflow server` on it.
+
+    from services import pg_cluster            # pytest fixture (function scope)
+    from services import PgCluster, MlflowServer, free_port, wait_http
+
+`benchmarks/load.py` imports this module too (it puts tests/ on sys.path), so nothing here
+needs pytest except the fixtures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = ROOT / "docker"
+# a password that breaks every naive way of putting it into a URL or into SQL
+NASTY_PASSWORD = "p@ss:w/rd%2F?#&'\" x;--"
+
+
+class ServiceUnavailable(RuntimeError):
+    """The binaries a service needs are not installed here (tests skip with this reason)."""
+
+
+def pg_bin(name: str) -> str | None:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(found[-1]) if found else shutil.which(name)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(
+    url: str, timeout: float, proc: subprocess.Popen | None = None, headers: dict | None = None
+) -> int:
+    """The HTTP status `url` answers with, once it answers at all (polls until `timeout`)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None:
+            assert proc.poll() is None, f"the server exited ({proc.returncode})"
+        try:
+            req = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(req, timeout=3) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+class PgCluster:
+    """A throw-away PostgreSQL on 127.0.0.1 initialised like the official image does it: the
+    superuser's password from a secret file, scram over TCP, then docker/postgres-init.sh (roles
+    and databases `optuna` and `mlflow`, both with the superuser's password)."""
+
+    def __init__(self, password: str = NASTY_PASSWORD, init_script: bool = True):
+        self.password = password
+        self.init_script = init_script
+        self.initdb, self.pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
+        if not (self.initdb and self.pg_ctl and shutil.which("psql")):
+            raise ServiceUnavailable("PostgreSQL server binaries not installed")
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            if not shutil.which("runuser"):
+                raise ServiceUnavailable("running as root without runuser")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.base: Path | None = None
+        self.port = 0
+
+    def _run(self, cmd, **kw):
+        return subprocess.run(self.as_user + cmd, check=True, capture_output=True, text=True, **kw)
+
+    @property
+    def data(self) -> Path:
+        assert self.base is not None
+        return self.base / "data"
+
+    @property
+    def secret(self) -> Path:
+        assert self.base is not None
+        return self.base / "pg_password"
+
+    def start(self) -> PgCluster:
+        # a folder of its own under /tmp: the postgres user must reach it, pytest's are private
+        self.base = Path(tempfile.mkdtemp(prefix="sweep-pg-"))
+        self.secret.write_text(self.password + "\n")
+        if self.as_user:
+            shutil.chown(self.base, "postgres")
+            shutil.chown(self.secret, "postgres")
+        self.port = free_port()
+        self._run(
+            [
+                self.initdb,
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--pwfile",
+                str(self.secret),
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ]
+        )
+        self._run(
+            [
+                self.pg_ctl,
+                "-D",
+                str(self.data),
+                "-w",
+                "-l",
+                str(self.base / "log"),
+                "-o",
+                f"-k {self.base} -p {self.port} -h 127.0.0.1 -c max_connections=200",
+                "start",
+            ]
+        )
+        try:
+            if self.init_script:
+                self._run(["sh", str(DOCKER / "postgres-init.sh")], env=self.env())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def env(self) -> dict[str, str]:
+        """Environment for psql over the cluster's Unix socket as the superuser."""
+        return {
+            **os.environ,
+            "POSTGRES_USER": "postgres",
+            "POSTGRES_PASSWORD_FILE": str(self.secret),
+            "PGHOST": str(self.base),
+            "PGPORT": str(self.port),
+        }
+
+    def psql(self, sql: str, db: str = "postgres", **variables: str) -> str:
+        args = ["psql", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-U", "postgres", "-d", db, "-At"]
+        for k, v in variables.items():
+            args += ["-v", f"{k}={v}"]
+        return self._run(args, input=sql, env=self.env()).stdout
+
+    def create_database(self, name: str, user: str, password: str) -> str:
+        """A role and a database it owns; returns its plain `postgresql://` URL (psycopg 3)."""
+        self.psql(
+            f"CREATE ROLE {user} LOGIN PASSWORD :'pw';\nCREATE DATABASE {name} OWNER {user};\n",
+            pw=password,
+        )
+        return self.url(user, password, name)
+
+    def url(self, user: str, password: str, db: str, driver: str = "postgresql") -> str:
+        return (
+            f"{driver}://{quote(user, safe='')}:{quote(password, safe='')}"
+            f"@127.0.0.1:{self.port}/{db}"
+        )
+
+    def stop(self) -> None:
+        if self.base is None:
+            return
+        subprocess.run(
+            self.as_user + [self.pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(self.base, ignore_errors=True)
+        self.base = None
+
+
+def _pytest():
+    import pytest
+
+    return pytest
+
+
+def _fixture(**kw):
+    try:
+        import pytest
+    except ImportError:  # the benchmark runs without pytest
+        return lambda f: f
+    return pytest.fixture(**kw)
+
+
+@_fixture()
+def pg_cluster():
+    """A throw-away PostgreSQL cluster (see PgCluster); yields port, password, secret, base and
+    the PgCluster itself. Skips when the PostgreSQL server binaries are not installed."""
+    try:
+        cluster = PgCluster().start()
+    except ServiceUnavailable as e:
+        _pytest().skip(str(e))
+    try:
+        yield {
+            "port": cluster.port,
+            "password": cluster.password,
+            "secret": cluster.secret,
+            "base": cluster.base,
+            "cluster": cluster,
+        }
+    finally:
+        cluster.stop()
+
+
+# --------------------------------------------------------------------------- MLflow server
+
+
+class MlflowServer:
+    """`mlflow server` on 127.0.0.1 with a database backend and proxied artifacts in a folder.
+    The backend URL (with its password) goes through MLFLOW_BACKEND_STORE_URI, not argv. It can
+    be stopped (SIGKILL to its process group, like a crash) and started again on the same port."""
+
+    def __init__(
+        self,
+        backend_uri: str,
+        artifacts: Path,
+        log: Path,
+        port: int | None = None,
+        workers: int = 1,
+    ):
+        self.backend_uri = backend_uri
+        self.workers = workers
+        self.artifacts = Path(artifacts)
+        self.log = Path(log)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 180) -> MlflowServer:
+        mlflow = Path(sys.executable).parent / "mlflow"
+        env = {
+            **os.environ,
+            "MLFLOW_BACKEND_STORE_URI": self.backend_uri,
+            "PATH": f"{mlflow.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        }
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen(
+                [
+                    str(mlflow) if mlflow.exists() else "mlflow",
+                    "server",
+                    "--serve-artifacts",
+                    "--artifacts-destination",
+                    str(self.artifacts),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(self.workers),
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            status = wait_http(f"{self.uri}/health", timeout, self.proc)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.log.read_text()[-3000:]}") from None
+        assert status == 200, f"{self.uri}/health answered {status}"
+        return self
+
+    def stop(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+        # gunicorn/uvicorn workers live in the same session: make sure the port is free again
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc = None
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) != 0:
+                    break
+            time.sleep(0.2)
