@@ -510,13 +510,44 @@ def load_raw(cfg: Any) -> RawData:
     """
     name = _get(cfg, "name")
     seed = _get(cfg, "seed", 0)
+    if name not in ("synthetic", "files", "imdb"):
+        raise DataError(f"data.name must be synthetic, imdb or files, got {name!r}")
+    # the trials of a sweep process share one load (files are keyed by their content)
+    key = _raw_key(cfg)
+    if key in _RAW_MEMO:
+        return _RAW_MEMO[key]
     if name == "synthetic":
-        return _load_synthetic(cfg, seed)
-    if name == "files":
-        return _load_files(cfg, seed)
-    if name == "imdb":
-        return _load_hub(cfg, seed)
-    raise DataError(f"data.name must be synthetic, imdb or files, got {name!r}")
+        raw = _load_synthetic(cfg, seed)
+    elif name == "files":
+        raw = _load_files(cfg, seed)
+    else:
+        raw = _load_hub(cfg, seed)
+    _RAW_MEMO.clear()  # one data set at a time
+    _RAW_MEMO[key] = raw
+    return raw
+
+
+_RAW_MEMO: dict[str, RawData] = {}
+
+
+def _raw_key(cfg: Any) -> str:
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    elif isinstance(cfg, dict):
+        plain = dict(cfg)
+    else:  # a namespace-like config
+        plain = dict(vars(cfg))
+    for k in ("train_file", "validation_file"):
+        path = plain.get(k)
+        if path and os.path.isfile(str(path)):
+            digest = hashlib.sha256()
+            with open(str(path), "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            plain[k + "_sha256"] = digest.hexdigest()
+    return json.dumps(plain, sort_keys=True, default=str)
 
 
 def _load_synthetic(cfg: Any, seed: int) -> RawData:

@@ -33,6 +33,7 @@ from sweep import data as data_mod
 from sweep import model as model_mod
 from sweep import optim
 from sweep.config import interactive, plan_steps, warmup_steps
+from sweep.perf import PerfCallback
 from sweep.tracking import NullTracker
 
 log = logging.getLogger(__name__)
@@ -262,6 +263,7 @@ def run_training(
     else:
         out_dir = tempfile.mkdtemp(prefix="sweep-run-")
     callback = RunCallback(tracker, t.objective, t.eval_every, prune_hook)
+    perf = PerfCallback()
     trainer = Trainer(
         model=model,
         args=training_arguments(cfg, prep.total_steps, out_dir),
@@ -269,7 +271,7 @@ def run_training(
         eval_dataset=prep.eval,
         data_collator=DataCollatorWithPadding(prep.tokenizer, pad_to_multiple_of=8),
         compute_metrics=compute_metrics,
-        callbacks=[callback],
+        callbacks=[callback, perf],
         optimizers=(opt, sched),
     )
     trainer.remove_callback(PrinterCallback)  # our callback logs one line per evaluation instead
@@ -282,6 +284,7 @@ def run_training(
             tracker.set_tags({"sweep.resumed_from": resume})
     trainer.train(resume_from_checkpoint=resume)
     steps = trainer.state.global_step
+    tracker.log_metrics(perf.summary(), step=steps)  # where the time went: sweep/perf.py
 
     history = callback.history
     final = dict(history[-1]) if history else {}

@@ -13,6 +13,7 @@ gone, is failed and re-enqueued with the same parameters (at most `max_retries` 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import os
@@ -256,7 +257,13 @@ class SweepRunner:
                 ends = [dist.low, dist.high]
             for v in ends:
                 try:
-                    validate(self._job_config([*fixed, to_override(name, v)]), check_device=False)
+                    if isinstance(v, int | float) and not isinstance(v, bool) and "/" not in name:
+                        # a numeric end of a plain key: set it on the base (composing costs ~0.5s)
+                        cfg = copy.deepcopy(base)
+                        OmegaConf.update(cfg, name, v, merge=False)
+                    else:  # a config group choice (scheduler=cosine) needs Hydra's composition
+                        cfg = self._job_config([*fixed, to_override(name, v)])
+                    validate(cfg, check_device=False)
                 except ConfigError as e:
                     raise SweepError(f"search space {name}={v}: {e}") from None
                 except Exception as e:  # noqa: BLE001 - a composition error

@@ -110,22 +110,32 @@ def _check_db_url(url: str, timeout: float) -> None:
 _STORE_LOCK_TIMEOUT = 300
 
 
+_CLIENTS: dict[str, Any] = {}
+
+
 def client(uri: str):
-    """An MlflowClient on `uri`. A new SQLite store is created once, under a file lock, so that
-    several processes starting together do not race in MLflow's schema migration."""
+    """An MlflowClient on `uri`, one per process and store (a sweep's trials in one process share
+    it: a new client costs a schema check). A new SQLite store is created once, under a file lock,
+    so that several processes starting together do not race in MLflow's schema migration."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     from mlflow import MlflowClient
 
     db = sqlite_path(uri)
+    if db is not None and not db.is_file():
+        _CLIENTS.pop(uri, None)  # the store was deleted or moved: start over
+    if uri in _CLIENTS:
+        return _CLIENTS[uri]
     if db is not None:
         from filelock import FileLock
 
         with FileLock(str(db) + ".lock", timeout=_STORE_LOCK_TIMEOUT):
             c = MlflowClient(uri)
             c.search_experiments(max_results=1)  # creates / migrates the schema now
-        return c
-    return MlflowClient(uri)
+    else:
+        c = MlflowClient(uri)
+    _CLIENTS[uri] = c
+    return c
 
 
 # --------------------------------------------------------------------------- what a run records

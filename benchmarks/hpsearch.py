@@ -1,0 +1,391 @@
+"""This project's sweep against transformers' `Trainer.hyperparameter_search(backend="optuna")`.
+
+    .venv/bin/python benchmarks/hpsearch.py                      # 3 arms x 3 seeds, 8 trials each
+    .venv/bin/python benchmarks/hpsearch.py --seeds 0 --trials 4 # a quick look
+    .venv/bin/python benchmarks/hpsearch.py --data files --train-file reviews.csv \\
+        --text-column review --label-column sentiment
+
+Same machine, data, model, search space and trial budget for every arm:
+
+- `ours`: `python train.py -m` (the default search: lr, schedule, warm-up, polynomial power; TPE
+  with 4 start-up trials, median pruning after each evaluation every 16 steps, length-grouped
+  batches, pretrained weights read once per process).
+- `hf_default`: `Trainer.hyperparameter_search` as its documentation shows it: `model_init`
+  loading the model per trial, evaluation once per epoch, the tokenizer padding each batch
+  dynamically, default eval batch size, Optuna's defaults (a seeded TPE sampler).
+- `hf_tuned`: the same, tuned as far as its API allows: the same TPE start-up and median pruner
+  passed through, evaluation every 16 steps with eval batches of 64, and length-grouped batches.
+
+Data and sizes are those of the default sweep (generated reviews, 640 training / 200 evaluation
+samples, batch 8: 80 steps per trial). Arms run one after another in a rotating order per seed,
+each in a fresh directory with a cold tokenization cache. Every arm's Trainer carries
+`sweep.perf.PerfCallback`, so step time, evaluation time, tokens and padding are measured the same
+way; a trial's overhead is its Optuna duration minus its step and evaluation time.
+
+Prints one JSON line per (arm, seed), appended to benchmarks/results.jsonl, and a Markdown table
+(mean and standard deviation over seeds) to paste into BENCHMARKS.md (`--markdown FILE` writes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ARMS = ("ours", "hf_default", "hf_tuned")
+SCHEDULES = ("constant", "linear", "cosine", "polynomial")
+
+
+# --------------------------------------------------------------------------- the arms (children)
+
+
+def data_overrides(a: argparse.Namespace) -> list[str]:
+    if a.data == "synthetic":
+        return []
+    out = [
+        "data=files",
+        f"data.train_file={Path(a.train_file).resolve()}",
+        f"data.text_column={a.text_column}",
+        f"data.label_column={a.label_column}",
+    ]
+    if a.validation_file:
+        out.append(f"data.validation_file={Path(a.validation_file).resolve()}")
+    return out
+
+
+def sizing(a: argparse.Namespace) -> list[str]:
+    return [
+        f"data.max_train_samples={a.max_train}",
+        f"data.max_eval_samples={a.max_eval}",
+        f"trainer.train_batch_size={a.batch_size}",
+        f"trainer.eval_every={a.eval_every}",
+    ]
+
+
+def summarize(trials: list[dict], wall: float, peak_kb: int, direction: str) -> dict:
+    """Totals over an arm's trials (each: state, value, seconds and its perf.* numbers)."""
+    done = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    best = (max if direction == "maximize" else min)((t["value"] for t in done), default=None)
+    step_s = sum(t.get("perf.step_seconds", 0.0) for t in trials)
+    tokens = sum(t.get("perf.train_tokens", 0.0) for t in trials)
+    batch_tokens = sum(t.get("perf.batch_tokens", 0.0) for t in trials)
+    overheads = [
+        t["seconds"] - t.get("perf.step_seconds", 0.0) - t.get("perf.eval_seconds", 0.0)
+        for t in trials
+        if t.get("seconds") is not None
+    ]
+    return {
+        "wall_s": round(wall, 1),
+        "best_objective": best,
+        "trials": len(trials),
+        "pruned": sum(t["state"] == "PRUNED" for t in trials),
+        "failed": sum(t["state"] == "FAIL" for t in trials),
+        "optimisation_steps": int(sum(t.get("perf.steps", 0.0) for t in trials)),
+        "train_tokens_per_s": round(tokens / step_s, 1) if step_s else None,
+        "padded_share": round(1 - tokens / batch_tokens, 4) if batch_tokens else None,
+        "step_seconds": round(step_s, 1),
+        "eval_seconds": round(sum(t.get("perf.eval_seconds", 0.0) for t in trials), 1),
+        # steady state: the median; the first trial also pays one-off imports and loads
+        "trial_overhead_s": round(statistics.median(overheads), 2) if overheads else None,
+        "first_trial_overhead_s": round(overheads[0], 2) if overheads else None,
+        "outside_trials_s": round(wall - sum(t["seconds"] or 0.0 for t in trials), 1),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+    }
+
+
+def arm_ours(a: argparse.Namespace, seed: int, wd: Path) -> dict:
+    import optuna
+
+    from sweep import tracking
+    from sweep.study import open_storage
+
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        *data_overrides(a),
+        *sizing(a),
+        f"hydra.sweeper.n_trials={a.trials}",
+        f"hydra.sweeper.seed={seed}",
+        f"trainer.seed={seed}",
+        "tracking.experiment=bench",
+    ]
+    env = {**os.environ, "SWEEP_CACHE_DIR": str(wd / "cache"), "CI": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    start = time.perf_counter()
+    proc = subprocess.run(
+        cmd, cwd=wd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    wall = time.perf_counter() - start
+    (wd / "output.log").write_text(proc.stdout)
+    if proc.returncode != 0:
+        sys.exit(f"ours failed ({proc.returncode}); see {wd / 'output.log'}")
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+    study = optuna.load_study(
+        study_name="bench", storage=open_storage(f"journal://{wd / '.sweep' / 'bench.journal'}")
+    )
+    client = tracking.client(f"sqlite:///{wd / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("bench")
+    perf = {}
+    for run in client.search_runs([exp.experiment_id]):
+        n = run.data.tags.get("optuna.trial_number")
+        if n is not None:
+            perf[int(n)] = {k: v for k, v in run.data.metrics.items() if k.startswith("perf.")}
+    trials = []
+    for t in study.trials:
+        seconds = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
+        trials.append(
+            {"state": t.state.name, "value": t.value, "seconds": seconds, **perf.get(t.number, {})}
+        )
+    return summarize(trials, wall, peak_kb, "maximize")
+
+
+def arm_hf(a: argparse.Namespace, seed: int, wd: Path, tuned: bool) -> dict:
+    start = time.perf_counter()
+    import optuna
+    from hydra import compose, initialize_config_dir
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        Trainer,
+        TrainingArguments,
+    )
+    from transformers.utils import logging as hf_logging
+
+    from sweep import data as data_mod
+    from sweep import model as model_mod
+    from sweep.config import register_configs
+    from sweep.loop import compute_metrics
+    from sweep.perf import PerfCallback
+
+    hf_logging.set_verbosity_error()
+    os.environ["SWEEP_CACHE_DIR"] = str(wd / "cache")
+    register_configs()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", [*data_overrides(a), *sizing(a)])
+    raw = data_mod.load_raw(cfg.data)  # the very same reviews (or file rows) as `ours`
+    n_labels = len(raw.label_names)
+    weights = model_mod.weights_location(cfg.model)
+    tokenizer = AutoTokenizer.from_pretrained(model_mod.tokenizer_location(cfg.model))
+
+    def tokenize(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=cfg.data.max_length)
+
+    train = raw.train.map(tokenize, batched=True).rename_column("label", "labels")
+    evals = raw.validation.map(tokenize, batched=True).rename_column("label", "labels")
+    if tuned:
+        train = train.map(lambda b: {"length": [len(x) for x in b["input_ids"]]}, batched=True)
+
+    def model_init(trial=None):
+        return AutoModelForSequenceClassification.from_pretrained(weights, num_labels=n_labels)
+
+    args = TrainingArguments(
+        output_dir=str(wd / "hf"),
+        num_train_epochs=cfg.trainer.epochs,
+        per_device_train_batch_size=a.batch_size,
+        per_device_eval_batch_size=64 if tuned else 8,  # 8 is the default
+        eval_strategy="steps" if tuned else "epoch",
+        eval_steps=a.eval_every if tuned else None,
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=seed,
+        weight_decay=cfg.optimizer.weight_decay,  # as `ours` (AdamW, no decay on bias/LayerNorm)
+        # a float, or _hp_search_setup casts each trial's warm-up ratio to int(ratio) = 0
+        warmup_steps=0.0,
+        train_sampling_strategy="group_by_length" if tuned else "random",
+        use_cpu=True,
+    )
+
+    def hp_space(trial):
+        lr = trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True)
+        schedule = trial.suggest_categorical("lr_scheduler_type", SCHEDULES)
+        space = {"learning_rate": lr, "lr_scheduler_type": schedule, "warmup_steps": 0.0}
+        space["lr_scheduler_kwargs"] = {}  # else a polynomial `power` leaks into later trials
+        if schedule != "constant":
+            space["warmup_steps"] = trial.suggest_float("warmup_ratio", 0.0, 0.2)
+        if schedule == "polynomial":
+            power = trial.suggest_float("power", 0.5, 3.0)
+            space["lr_scheduler_kwargs"] = {"power": power, "lr_end": 0.0}
+        return space
+
+    perf = PerfCallback()
+    trainer = Trainer(
+        model_init=model_init,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evals,
+        processing_class=tokenizer,  # dynamic padding per batch (DataCollatorWithPadding)
+        compute_metrics=compute_metrics,
+        callbacks=[perf],
+    )
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(wd / "hf.journal"))
+    )
+    extra = {}
+    if tuned:
+        extra["sampler"] = optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
+        extra["pruner"] = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=16)
+    else:
+        extra["sampler"] = optuna.samplers.TPESampler(seed=seed)
+    trainer.hyperparameter_search(
+        hp_space=hp_space,
+        compute_objective=lambda metrics: metrics["eval_f1"],
+        n_trials=a.trials,
+        direction="maximize",
+        backend="optuna",
+        storage=storage,
+        study_name="hf",
+        **extra,
+    )
+    wall = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    study = optuna.load_study(study_name="hf", storage=storage)
+    trials = []
+    for t, p in zip(study.trials, perf.runs, strict=True):
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds()
+        trials.append({"state": t.state.name, "value": t.value, "seconds": seconds, **p})
+    return summarize(trials, wall, peak_kb, "maximize")
+
+
+def run_arm(a: argparse.Namespace) -> None:
+    wd = Path(a.workdir)
+    if a.arm == "ours":
+        result = arm_ours(a, a.seed, wd)
+    else:
+        result = arm_hf(a, a.seed, wd, tuned=a.arm == "hf_tuned")
+    print("RESULT " + json.dumps(result))
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+def child(a: argparse.Namespace, arm: str, seed: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{arm}-") as tmp:
+        cmd = [sys.executable, __file__, "--arm", arm, "--seed", str(seed), "--workdir", tmp]
+        cmd += [
+            "--trials", str(a.trials), "--max-train", str(a.max_train),
+            "--max-eval", str(a.max_eval), "--batch-size", str(a.batch_size),
+            "--eval-every", str(a.eval_every), "--data", a.data,
+        ]  # fmt: skip
+        if a.data == "files":
+            cmd += ["--train-file", str(Path(a.train_file).resolve())]
+            cmd += ["--text-column", a.text_column, "--label-column", a.label_column]
+            if a.validation_file:
+                cmd += ["--validation-file", str(Path(a.validation_file).resolve())]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "CI": "1"}
+        env["TRANSFORMERS_OFFLINE"] = "1"
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode != 0 or not lines:
+            tail = (proc.stdout + proc.stderr)[-3000:]
+            sys.exit(f"{arm} seed {seed} failed ({proc.returncode}):\n{tail}")
+        return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def mean_sd(values: list) -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "-"
+    m = statistics.mean(vals)
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    digits = 3 if abs(m) < 10 else 1
+    return f"{m:.{digits}f} ± {sd:.{digits}f}"
+
+
+def table(results: list[dict]) -> str:
+    rows = [
+        ("wall time (s)", "wall_s"),
+        ("best eval_f1", "best_objective"),
+        ("optimisation steps", "optimisation_steps"),
+        ("trials pruned", "pruned"),
+        ("train tokens/s (in steps)", "train_tokens_per_s"),
+        ("padded share of train tokens", "padded_share"),
+        ("per-trial overhead, median (s)", "trial_overhead_s"),
+        ("first trial's overhead (s)", "first_trial_overhead_s"),
+        ("time outside trials (s)", "outside_trials_s"),
+        ("time in evaluation (s)", "eval_seconds"),
+        ("peak RSS (MB)", "peak_rss_mb"),
+    ]
+    arms = [arm for arm in ARMS if any(r["arm"] == arm for r in results)]
+    out = ["| | " + " | ".join(arms) + " |", "|---" * (len(arms) + 1) + "|"]
+    for label, key in rows:
+        cells = [mean_sd([r[key] for r in results if r["arm"] == arm]) for arm in arms]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    walls = {arm: statistics.mean(r["wall_s"] for r in results if r["arm"] == arm) for arm in arms}
+    if "ours" in walls:
+        for base in ("hf_default", "hf_tuned"):
+            if base in walls:
+                out.append(f"\nwall time ours / {base}: {walls['ours'] / walls[base]:.2f}")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--trials", type=int, default=8, help="trial budget of every arm")
+    ap.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    ap.add_argument("--data", choices=("synthetic", "files"), default="synthetic")
+    ap.add_argument("--train-file")
+    ap.add_argument("--validation-file")
+    ap.add_argument("--text-column", default="text")
+    ap.add_argument("--label-column", default="label")
+    ap.add_argument("--max-train", type=int, default=640)
+    ap.add_argument("--max-eval", type=int, default=200)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--eval-every", type=int, default=16)
+    ap.add_argument("--markdown", metavar="FILE", help="also write the table to FILE")
+    ap.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--workdir", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.data == "files" and not a.train_file:
+        ap.error("--data files needs --train-file")
+    if a.arm:
+        run_arm(a)
+        return
+
+    results = []
+    for i, seed in enumerate(a.seeds):
+        order = a.arms[i % len(a.arms) :] + a.arms[: i % len(a.arms)]  # alternate who goes first
+        for arm in order:
+            r = child(a, arm, seed)
+            line = {
+                "benchmark": "hpsearch",
+                "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "arm": arm,
+                "seed": seed,
+                "n_trials": a.trials,
+                "data": a.data,
+                **r,
+            }
+            print(json.dumps(line), flush=True)
+            with open(ROOT / "benchmarks" / "results.jsonl", "a") as f:
+                f.write(json.dumps(line) + "\n")
+            results.append(line)
+    md = table(results)
+    print(md)
+    if a.markdown:
+        Path(a.markdown).write_text(md + "\n")
+
+
+if __name__ == "__main__":
+    main()
