@@ -79,7 +79,7 @@ def bench_sweep(cwd: Path) -> dict:
         "best_eval_f1": round(best.data.metrics["eval_f1"], 4),
         "best_eval_accuracy": round(best.data.metrics["eval_accuracy"], 4),
         "best_params": {k: best.data.params[k] for k in ("optimizer.lr", "scheduler.name")},
-        "table": out[out.rfind("#  state") :].strip(),
+        "table": out[max(0, out.rfind("\n#")) :].strip(),  # the trial table printed last
     }
 
 

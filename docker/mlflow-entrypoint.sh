@@ -26,27 +26,9 @@ if [ -z "${MLFLOW_BACKEND_STORE_URI:-}" ]; then
         echo "mlflow-server: cannot read $PG_PASSWORD_FILE and MLFLOW_BACKEND_STORE_URI is not set" >&2
         exit 2
     fi
-    MLFLOW_BACKEND_STORE_URI="$(python - "$PG_PASSWORD_FILE" <<'PY'
-import os
-import sys
-from urllib.parse import quote
-
-with open(sys.argv[1], encoding="utf-8") as f:
-    password = f.read().rstrip("\n")  # as $(cat file) and the postgres image read it
-if not password:
-    sys.exit("mlflow-server: the PostgreSQL password file is empty")
-env = os.environ.get
-print(
-    "postgresql+psycopg2://{}:{}@{}:{}/{}".format(
-        quote(env("MLFLOW_DB_USER", "mlflow"), safe=""),
-        quote(password, safe=""),
-        env("MLFLOW_DB_HOST", "postgres"),
-        env("MLFLOW_DB_PORT", "5432"),
-        env("MLFLOW_DB_NAME", "mlflow"),
-    )
-)
-PY
-)"
+    MLFLOW_BACKEND_STORE_URI="$(python "$(dirname "$0")/pg-url.py" mlflow-server \
+        "$PG_PASSWORD_FILE" "${MLFLOW_DB_USER:-mlflow}" "${MLFLOW_DB_HOST:-postgres}" \
+        "${MLFLOW_DB_PORT:-5432}" "${MLFLOW_DB_NAME:-mlflow}")"
 fi
 export MLFLOW_BACKEND_STORE_URI
 export MLFLOW_SERVER_ALLOWED_HOSTS="${MLFLOW_SERVER_ALLOWED_HOSTS:-mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*}"

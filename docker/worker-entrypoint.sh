@@ -45,27 +45,9 @@ if [ "$has_storage" = no ]; then
             exit 2
         fi
         # percent-encode the password (and user) so that any character works inside the URL
-        OPTUNA_STORAGE="$(python - "$PG_PASSWORD_FILE" <<'PY'
-import os
-import sys
-from urllib.parse import quote
-
-with open(sys.argv[1], encoding="utf-8") as f:
-    password = f.read().rstrip("\n")  # as $(cat file) and the postgres image read it
-if not password:
-    sys.exit("sweep-worker: the PostgreSQL password file is empty")
-env = os.environ.get
-print(
-    "postgresql+psycopg2://{}:{}@{}:{}/{}".format(
-        quote(env("OPTUNA_DB_USER", "optuna"), safe=""),
-        quote(password, safe=""),
-        env("OPTUNA_DB_HOST", "postgres"),
-        env("OPTUNA_DB_PORT", "5432"),
-        env("OPTUNA_DB_NAME", "optuna"),
-    )
-)
-PY
-)"
+        OPTUNA_STORAGE="$(python "$(dirname "$0")/pg-url.py" sweep-worker \
+            "$PG_PASSWORD_FILE" "${OPTUNA_DB_USER:-optuna}" "${OPTUNA_DB_HOST:-postgres}" \
+            "${OPTUNA_DB_PORT:-5432}" "${OPTUNA_DB_NAME:-optuna}")"
     fi
     export OPTUNA_STORAGE
     set -- "$@" 'hydra.sweeper.storage=${oc.env:OPTUNA_STORAGE}'

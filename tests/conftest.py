@@ -106,3 +106,17 @@ def runs_of(client, experiment: str):
     exp = client.get_experiment_by_name(experiment)
     assert exp is not None, f"no MLflow experiment {experiment!r}"
     return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def sweep_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300):
+    """`python -m sweep ARGS` in `cwd` (the package need not be installed)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "sweep", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

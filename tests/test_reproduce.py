@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from conftest import ROOT, TINY, compose, mlflow_client, run_train, runs_of
+from conftest import ROOT, TINY, compose, mlflow_client, run_train, runs_of, sweep_cli
 
 from sweep.reproduce import (
     ReproduceError,
@@ -34,20 +34,6 @@ from sweep.reproduce import (
 
 EXPERIMENT = "tiny-synthetic"
 METRICS = ("eval_loss", "eval_accuracy", "eval_f1")
-
-
-def sweep_cmd(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300):
-    """`python -m sweep ARGS` in `cwd` (the package need not be installed)."""
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "sweep", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def error_line(r) -> str:
@@ -113,7 +99,7 @@ def fake_run(client, experiment: str, config_text: str | None, finish: bool = Tr
 
 
 def test_help_lists_commands(workdir):
-    r = sweep_cmd([], workdir)
+    r = sweep_cli([], workdir)
     assert r.returncode == 0
     assert "reproduce" in r.stdout and "best" in r.stdout
 
@@ -121,7 +107,7 @@ def test_help_lists_commands(workdir):
 def test_best_prints_value_params_and_train_overrides(swept):
     client = mlflow_client(swept)
     best = best_flagged(client)
-    r = sweep_cmd(["best", "--experiment", EXPERIMENT], swept)
+    r = sweep_cli(["best", "--experiment", EXPERIMENT], swept)
     assert r.returncode == 0, r.stderr
     assert best.info.run_id in r.stdout
     objective = best.data.tags["sweep.objective"]
@@ -144,7 +130,7 @@ def test_reproduce_best_after_sweep_outputs_are_gone(swept):
     shutil.rmtree(swept / ".sweep", ignore_errors=True)
     client = mlflow_client(swept)
     best = best_flagged(client)
-    r = sweep_cmd(["reproduce", "--best", "--experiment", EXPERIMENT], swept)
+    r = sweep_cli(["reproduce", "--best", "--experiment", EXPERIMENT], swept)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "OK: the reproduced metrics match" in r.stdout
 
@@ -180,7 +166,7 @@ def test_reproduce_single_run_by_id_warns_about_drift(workdir):
 
     current = environment_tags()
 
-    r = sweep_cmd(
+    r = sweep_cli(
         ["reproduce", run_id, "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}"], workdir
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -213,7 +199,7 @@ def test_tampered_config_with_target_is_refused_and_runs_nothing(swept):
     tree["model"]["_target_"] = "os.system"
     run_id = fake_run(client, "tampered", yaml.safe_dump(tree))
     before = len(runs_of(client, "tampered"))
-    r = sweep_cmd(["reproduce", run_id], swept)
+    r = sweep_cli(["reproduce", run_id], swept)
     assert r.returncode == 2
     line = error_line(r)
     assert "model._target_" in line and "refused" in line
@@ -243,35 +229,35 @@ def test_masked_credential_without_value_fails_naming_key_and_both_ways(swept):
 
 
 def test_error_unknown_run(swept):
-    r = sweep_cmd(["reproduce", "0123456789abcdef0123456789abcdef"], swept)
+    r = sweep_cli(["reproduce", "0123456789abcdef0123456789abcdef"], swept)
     assert r.returncode == 2
     assert "no MLflow run '0123456789abcdef0123456789abcdef'" in error_line(r)
 
 
 def test_error_run_without_config(swept):
     run_id = fake_run(mlflow_client(swept), "no-config", None)
-    r = sweep_cmd(["reproduce", run_id], swept)
+    r = sweep_cli(["reproduce", run_id], swept)
     assert r.returncode == 2
     line = error_line(r)
     assert run_id in line and "config.yaml" in line
 
 
 def test_error_unknown_experiment(swept):
-    r = sweep_cmd(["reproduce", "--best", "--experiment", "no-such-experiment"], swept)
+    r = sweep_cli(["reproduce", "--best", "--experiment", "no-such-experiment"], swept)
     assert r.returncode == 2
     assert "no MLflow experiment 'no-such-experiment'" in error_line(r)
 
 
 def test_error_experiment_without_finished_trial(swept):
     fake_run(mlflow_client(swept), "unfinished", "model: {}\n", finish=False)
-    r = sweep_cmd(["best", "--experiment", "unfinished"], swept)
+    r = sweep_cli(["best", "--experiment", "unfinished"], swept)
     assert r.returncode == 2
     assert "'unfinished' has no finished trial" in error_line(r)
 
 
 def test_error_unreachable_store_is_fast(workdir):
     t0 = time.monotonic()
-    r = sweep_cmd(["reproduce", "abc", "--tracking-uri", "http://127.0.0.1:9"], workdir, timeout=60)
+    r = sweep_cli(["reproduce", "abc", "--tracking-uri", "http://127.0.0.1:9"], workdir, timeout=60)
     assert time.monotonic() - t0 < 10
     assert r.returncode == 2
     line = error_line(r)
@@ -280,7 +266,7 @@ def test_error_unreachable_store_is_fast(workdir):
 
 
 def test_error_missing_sqlite_store_is_not_created(workdir):
-    r = sweep_cmd(["best", "--experiment", "x"], workdir, timeout=60)
+    r = sweep_cli(["best", "--experiment", "x"], workdir, timeout=60)
     assert r.returncode == 2
     assert "mlflow.db" in error_line(r)
     assert not (workdir / "mlflow.db").exists()

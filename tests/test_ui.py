@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, mlflow_client, run_train, runs_of
+from conftest import ROOT, TINY, mlflow_client, run_train, runs_of, sweep_cli
 
 from sweep import ui
 
@@ -45,19 +45,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOT = ROOT / "docs" / "mlflow-ui.png"
-
-
-def sweep_cli(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`python -m sweep ARGS` in `cwd` (stdout and stderr apart)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "sweep", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")
