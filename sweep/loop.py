@@ -229,6 +229,24 @@ def training_arguments(cfg: DictConfig, total_steps: int, output_dir: str) -> Tr
     )
 
 
+def latest_complete_checkpoints(out_dir: Path) -> list[Path]:
+    """The checkpoints in `out_dir`, oldest first, that were written to the end. A process killed
+    while saving leaves a checkpoint without trainer_state.json (Trainer writes it last): such a
+    directory is removed, so the run resumes from the one before and saves it again."""
+    ckpts = sorted(
+        (p for p in out_dir.glob("checkpoint-*") if p.name.split("-")[1].isdigit()),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
+    complete = []
+    for p in ckpts:
+        if (p / "trainer_state.json").is_file():
+            complete.append(p)
+        else:
+            log.warning("removing the incomplete checkpoint %s (its save was interrupted)", p)
+            shutil.rmtree(p, ignore_errors=True)
+    return complete
+
+
 def run_training(
     cfg: DictConfig,
     tracker=None,
@@ -277,7 +295,7 @@ def run_training(
     trainer.remove_callback(PrinterCallback)  # our callback logs one line per evaluation instead
     resume = None
     if t.checkpoint_every > 0 and Path(out_dir).is_dir():
-        ckpts = sorted(Path(out_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        ckpts = latest_complete_checkpoints(Path(out_dir))
         resume = str(ckpts[-1]) if ckpts else None
         if resume:
             log.info("resuming from %s", resume)

@@ -119,6 +119,22 @@ def test_checkpointed_run_resumes_after_a_kill(workdir):
     assert len(resumed) == 1 and resumed[0].data.tags["sweep.steps"] == "60"
 
 
+def test_a_checkpoint_cut_off_mid_save_is_dropped_and_the_one_before_resumes(workdir):
+    """What SIGKILL during a save leaves: checkpoint-20 without trainer_state.json (Trainer writes
+    it last). Resuming from it would fail; the run resumes from checkpoint-10 instead."""
+    from sweep.loop import latest_complete_checkpoints
+
+    out = workdir / "checkpoints" / "abc"
+    for n in (10, 20):
+        (out / f"checkpoint-{n}").mkdir(parents=True)
+        (out / f"checkpoint-{n}" / "model.safetensors").write_bytes(b"x")
+    (out / "checkpoint-10" / "trainer_state.json").write_text("{}")
+    (out / "checkpoint-old").mkdir()  # not Trainer's: left alone
+    assert latest_complete_checkpoints(out) == [out / "checkpoint-10"]
+    assert not (out / "checkpoint-20").exists()
+    assert (out / "checkpoint-old").is_dir()
+
+
 def test_save_model_logs_the_final_model(workdir):
     proc = run_train([*TINY, "trainer.save_model=true"], workdir)
     assert proc.returncode == 0, proc.stdout[-2000:]
