@@ -73,6 +73,8 @@ def prepare(cfg: DictConfig) -> Prepared:
     total = plan_steps(cfg, len(raw.train))  # raises ConfigError on a too-long warm-up / decay
     tokenizer = model_mod.load_tokenizer(cfg.model)
     train, evals = data_mod.tokenize(raw, tokenizer, cfg.data.max_length, cfg.data.cache_dir)
+    # evaluation batches of similar lengths pad little; the metrics do not depend on the order
+    evals = evals.sort("length")
     return Prepared(raw=raw, tokenizer=tokenizer, train=train, eval=evals, total_steps=total)
 
 
@@ -287,7 +289,10 @@ def run_training(
         args=training_arguments(cfg, prep.total_steps, out_dir),
         train_dataset=prep.train,
         eval_dataset=prep.eval,
-        data_collator=DataCollatorWithPadding(prep.tokenizer, pad_to_multiple_of=8),
+        # multiples of 8 suit GPU tensor cores; on a CPU they are only more padding
+        data_collator=DataCollatorWithPadding(
+            prep.tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None
+        ),
         compute_metrics=compute_metrics,
         callbacks=[callback, perf],
         optimizers=(opt, sched),
