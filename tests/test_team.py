@@ -123,10 +123,11 @@ def start_workers(n: int, args: list[str], tmp_path: Path, env: dict | None = No
     return workers
 
 
-def wait_all(workers, tmp_path: Path, timeout: float = 600) -> None:
+def wait_all(workers, tmp_path: Path, timeout: float = 600, first: int = 0) -> None:
+    """Wait for `workers` (numbered from `first`) to exit 0; kill any left on failure."""
     deadline = time.time() + timeout
     try:
-        for i, proc in enumerate(workers):
+        for i, proc in enumerate(workers, start=first):
             code = proc.wait(timeout=max(1, deadline - time.time()))
             log = (tmp_path / f"worker{i}" / "worker.log").read_text()
             assert code == 0, f"worker {i} exited {code}:\n{log[-4000:]}"
@@ -244,11 +245,7 @@ def test_killed_worker_trial_is_retried_and_budget_holds(team, tmp_path):
                     killed = t
                     break
         assert killed is not None, "the victim never ran a trial"
-        survivors = workers[1:]
-        for i, proc in enumerate(survivors, start=1):
-            code = proc.wait(timeout=600)
-            log = (tmp_path / f"worker{i}" / "worker.log").read_text()
-            assert code == 0, f"worker {i} exited {code}:\n{log[-4000:]}"
+        wait_all(workers[1:], tmp_path, first=1)
     finally:
         for proc in workers:
             if proc.poll() is None:
