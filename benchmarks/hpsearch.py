@@ -7,14 +7,18 @@
 
 Same machine, data, model, search space and trial budget for every arm:
 
-- `ours`: `python train.py -m` (the default search: lr, schedule, warm-up, polynomial power; TPE
-  with 4 start-up trials, median pruning after each evaluation every 16 steps, length-grouped
-  batches, pretrained weights read once per process).
+- `ours`: `python train.py -m`, the default search as a user runs it: lr, schedule, warm-up,
+  polynomial power; TPE with 4 start-up trials, median pruning after each evaluation every 16
+  steps (the pruner's evaluations on a fixed 64-sample subset, the final one on all 200),
+  length-grouped batches, pretrained weights read once per process, and `n_workers=auto`: one
+  worker process per core (2 here), trials side by side, one torch thread each.
 - `hf_default`: `Trainer.hyperparameter_search` as its documentation shows it: `model_init`
   loading the model per trial, evaluation once per epoch, the tokenizer padding each batch
   dynamically, default eval batch size, Optuna's defaults (a seeded TPE sampler).
-- `hf_tuned`: the same, tuned as far as its API allows: the same TPE start-up and median pruner
-  passed through, evaluation every 16 steps with eval batches of 64, and length-grouped batches.
+- `hf_tuned`: the same, tuned as far as its API allows, with our default search's settings read
+  from conf/search/lr_schedule.yaml: the same TPE start-up and median pruner passed through,
+  evaluation every 16 steps with the same eval batch size, and length-grouped batches. (Its
+  objective comes from its last evaluation, so its evaluations cannot use a subset.)
 
 Data and sizes are those of the default sweep (generated reviews, 640 training / 200 evaluation
 samples, batch 8: 80 steps per trial). Arms run one after another in a rotating order per seed,
@@ -85,6 +89,9 @@ def summarize(trials: list[dict], wall: float, peak_kb: int, direction: str) -> 
         for t in trials
         if t.get("seconds") is not None
     ]
+    starts = [t["start"] for t in trials if t.get("start") is not None]
+    ends = [t["end"] for t in trials if t.get("end") is not None]
+    span = max(ends) - min(starts) if starts and ends else None
     return {
         "wall_s": round(wall, 1),
         "best_objective": best,
@@ -99,9 +106,32 @@ def summarize(trials: list[dict], wall: float, peak_kb: int, direction: str) -> 
         # steady state: the median; the first trial also pays one-off imports and loads
         "trial_overhead_s": round(statistics.median(overheads), 2) if overheads else None,
         "first_trial_overhead_s": round(overheads[0], 2) if overheads else None,
-        "outside_trials_s": round(wall - sum(t["seconds"] or 0.0 for t in trials), 1),
+        # before the first trial starts and after the last one ends (trials may run side by side)
+        "outside_trials_s": round(wall - span, 1) if span is not None else None,
         "peak_rss_mb": round(peak_kb / 1024, 1),
     }
+
+
+def span_of(t) -> dict:
+    """A trial's start and end (epoch seconds), when it has both."""
+    if not (t.datetime_start and t.datetime_complete):
+        return {}
+    return {"start": t.datetime_start.timestamp(), "end": t.datetime_complete.timestamp()}
+
+
+def tree_rss_kb(pid: int) -> int:
+    """Resident memory of a process and all its descendants now (Linux /proc), in kB."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += int(next(ln.split()[1] for ln in status.splitlines() if ln[:6] == "VmRSS:"))
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total
 
 
 def arm_ours(a: argparse.Namespace, seed: int, wd: Path) -> dict:
@@ -124,14 +154,16 @@ def arm_ours(a: argparse.Namespace, seed: int, wd: Path) -> dict:
     env = {**os.environ, "SWEEP_CACHE_DIR": str(wd / "cache"), "CI": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     start = time.perf_counter()
-    proc = subprocess.run(
-        cmd, cwd=wd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    with open(wd / "output.log", "w") as out:
+        proc = subprocess.Popen(cmd, cwd=wd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        peak_kb = 0  # of all its worker processes together, sampled
+        while proc.poll() is None:
+            peak_kb = max(peak_kb, tree_rss_kb(proc.pid))
+            time.sleep(0.25)
     wall = time.perf_counter() - start
-    (wd / "output.log").write_text(proc.stdout)
     if proc.returncode != 0:
         sys.exit(f"ours failed ({proc.returncode}); see {wd / 'output.log'}")
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak_kb = max(peak_kb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
     study = optuna.load_study(
         study_name="bench", storage=open_storage(f"journal://{wd / '.sweep' / 'bench.journal'}")
@@ -151,7 +183,13 @@ def arm_ours(a: argparse.Namespace, seed: int, wd: Path) -> dict:
             else None
         )
         trials.append(
-            {"state": t.state.name, "value": t.value, "seconds": seconds, **perf.get(t.number, {})}
+            {
+                "state": t.state.name,
+                "value": t.value,
+                "seconds": seconds,
+                **span_of(t),
+                **perf.get(t.number, {}),
+            }
         )
     return summarize(trials, wall, peak_kb, "maximize")
 
@@ -160,6 +198,7 @@ def arm_hf(a: argparse.Namespace, seed: int, wd: Path, tuned: bool) -> dict:
     start = time.perf_counter()
     import optuna
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -195,11 +234,14 @@ def arm_hf(a: argparse.Namespace, seed: int, wd: Path, tuned: bool) -> dict:
     def model_init(trial=None):
         return AutoModelForSequenceClassification.from_pretrained(weights, num_labels=n_labels)
 
+    sw = OmegaConf.load(ROOT / "conf" / "search" / "lr_schedule.yaml").hydra.sweeper
+    search = sw.params
     args = TrainingArguments(
         output_dir=str(wd / "hf"),
         num_train_epochs=cfg.trainer.epochs,
         per_device_train_batch_size=a.batch_size,
-        per_device_eval_batch_size=64 if tuned else 8,  # 8 is the default
+        # tuned: our default search's eval batch; 8 is Trainer's default
+        per_device_eval_batch_size=search["trainer.eval_batch_size"] if tuned else 8,
         eval_strategy="steps" if tuned else "epoch",
         eval_steps=a.eval_every if tuned else None,
         save_strategy="no",
@@ -240,9 +282,14 @@ def arm_hf(a: argparse.Namespace, seed: int, wd: Path, tuned: bool) -> dict:
         optuna.storages.journal.JournalFileBackend(str(wd / "hf.journal"))
     )
     extra = {}
-    if tuned:
-        extra["sampler"] = optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
-        extra["pruner"] = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=16)
+    if tuned:  # the TPE start-up and median pruner of our default search, passed through
+        assert sw.sampler == "tpe" and sw.pruner == "median", "keep hf_tuned's arms in step"
+        extra["sampler"] = optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=sw.n_startup_trials
+        )
+        extra["pruner"] = optuna.pruners.MedianPruner(
+            n_startup_trials=sw.pruner_startup_trials, n_warmup_steps=sw.pruner_warmup_steps
+        )
     else:
         extra["sampler"] = optuna.samplers.TPESampler(seed=seed)
     trainer.hyperparameter_search(
@@ -261,7 +308,9 @@ def arm_hf(a: argparse.Namespace, seed: int, wd: Path, tuned: bool) -> dict:
     trials = []
     for t, p in zip(study.trials, perf.runs, strict=True):
         seconds = (t.datetime_complete - t.datetime_start).total_seconds()
-        trials.append({"state": t.state.name, "value": t.value, "seconds": seconds, **p})
+        trials.append(
+            {"state": t.state.name, "value": t.value, "seconds": seconds, **span_of(t), **p}
+        )
     return summarize(trials, wall, peak_kb, "maximize")
 
 

@@ -76,6 +76,7 @@ def worker_args(a: argparse.Namespace, tracking_uri: str, storage: str) -> list[
         f"trainer.eval_every={a.eval_every}",
         "trainer.logging_every=5",
         f"trainer.threads={a.threads}",
+        "hydra.sweeper.n_workers=1",  # each of the --workers processes is one worker
         f"tracking.uri={tracking_uri}",
         f"tracking.experiment={STUDY}",
         f"hydra.sweeper.storage={storage}",

@@ -86,6 +86,9 @@ class TrainerConfig:
     epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides epochs
     eval_every: int = 50  # steps; an evaluation also runs at the last step
+    # evaluations before the last step (the ones a pruner sees) use this many evaluation samples,
+    # a fixed random subset; the final evaluation, and so the objective, always uses all. 0 = all
+    eval_subset: int = 0
     logging_every: int = 10  # steps between train_loss / learning_rate points
     train_batch_size: int = 16
     eval_batch_size: int = 64
@@ -99,7 +102,8 @@ class TrainerConfig:
     save_model: bool = False  # log the final model to the run
     checkpoint_every: int = 0  # steps; 0 = no checkpoints. With checkpoints a rerun resumes.
     checkpoint_dir: str = "checkpoints"
-    threads: int | None = None  # torch intra-op threads; default: torch's choice
+    threads: int | None = None  # torch intra-op threads; default: torch's choice (a sweep with
+    # several local workers gives each cores / workers)
 
 
 @dataclass
@@ -192,6 +196,12 @@ def validate(cfg: DictConfig, *, check_device: bool = True) -> None:
     _require(
         t.objective_at in ("final", "best"),
         f"trainer.objective_at must be final or best, got {t.objective_at!r}",
+    )
+    _require(t.eval_subset >= 0, f"trainer.eval_subset must be >= 0, got {t.eval_subset}")
+    _require(
+        not (t.eval_subset and t.objective_at == "best"),
+        "trainer.eval_subset needs trainer.objective_at=final (the best of evaluations on a "
+        "subset and on the whole set are not comparable); set trainer.eval_subset=0",
     )
     _require(
         t.checkpoint_every >= 0, f"trainer.checkpoint_every must be >= 0, got {t.checkpoint_every}"
@@ -424,6 +434,9 @@ class SweeperConfig:
     n_jobs: int = (
         1  # trials launched at once (with a parallel launcher, e.g. hydra/launcher=joblib)
     )
+    # local worker processes on this study, this one included (each runs trials one after
+    # another, in-process); "auto": one per CPU core up to 4 on a machine without a GPU, else 1
+    n_workers: Any = 1
     sampler: str = "tpe"  # tpe | random | gp | cmaes | qmc
     seed: int = 0
     n_startup_trials: int = 4  # random trials before the model-based sampler takes over

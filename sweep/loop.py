@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -64,6 +65,16 @@ class Prepared:
     train: Any
     eval: Any
     total_steps: int
+    eval_subset: Any = None  # the evaluations before the last step use it, when set
+
+
+def eval_subset(evals, n: int):
+    """A fixed random subset of `n` evaluation samples, the same for every trial and process (the
+    pruner compares trials at the same step); None when `n` is 0 or covers the whole set."""
+    if not n or n >= len(evals):
+        return None
+    picked = sorted(random.Random(0).sample(range(len(evals)), n))
+    return evals.select(picked)  # `evals` is sorted by length and sorted indices keep that order
 
 
 def prepare(cfg: DictConfig) -> Prepared:
@@ -75,7 +86,14 @@ def prepare(cfg: DictConfig) -> Prepared:
     train, evals = data_mod.tokenize(raw, tokenizer, cfg.data.max_length, cfg.data.cache_dir)
     # evaluation batches of similar lengths pad little; the metrics do not depend on the order
     evals = evals.sort("length")
-    return Prepared(raw=raw, tokenizer=tokenizer, train=train, eval=evals, total_steps=total)
+    return Prepared(
+        raw=raw,
+        tokenizer=tokenizer,
+        train=train,
+        eval=evals,
+        total_steps=total,
+        eval_subset=eval_subset(evals, cfg.trainer.eval_subset),
+    )
 
 
 def config_key(cfg: DictConfig) -> str:
@@ -86,17 +104,30 @@ def config_key(cfg: DictConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def compute_metrics(pred) -> dict[str, float]:
-    from sklearn.metrics import f1_score
+def f1(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> float:
+    """F1 of class 1 for two classes (0 when it has no true or predicted sample), else the
+    unweighted mean over the classes that occur in labels or predictions (macro): scikit-learn's
+    f1_score with zero_division=0, without its ~2 s import in every worker process
+    (tests/test_perf.py compares the two)."""
 
+    def of(c: int) -> float:
+        tp = int(np.sum((preds == c) & (labels == c)))
+        denom = int(np.sum(preds == c)) + int(np.sum(labels == c))
+        return 2 * tp / denom if denom else 0.0
+
+    if n_classes == 2:
+        return of(1)
+    return float(np.mean([of(int(c)) for c in np.union1d(labels, preds)]))
+
+
+def compute_metrics(pred) -> dict[str, float]:
     logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-    labels = pred.label_ids
+    labels = np.asarray(pred.label_ids)
     preds = np.argmax(logits, axis=-1)
     n_classes = max(int(logits.shape[-1]), 2)
-    average = "binary" if n_classes == 2 else "macro"
     return {
         "accuracy": float((preds == labels).mean()),
-        "f1": float(f1_score(labels, preds, average=average, zero_division=0)),
+        "f1": f1(labels, preds, n_classes),
     }
 
 
@@ -196,6 +227,23 @@ class RunCallback(TrainerCallback):
         return control
 
 
+class SweepTrainer(Trainer):
+    """Trainer whose evaluations before the last step may use a subset of the evaluation set."""
+
+    def __init__(self, *args, eval_subset=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eval_subset = eval_subset
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        if (
+            eval_dataset is None
+            and self.eval_subset is not None
+            and self.state.global_step < self.state.max_steps
+        ):
+            eval_dataset = self.eval_subset
+        return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+
+
 def _precision_args(precision: str) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
@@ -284,7 +332,7 @@ def run_training(
         out_dir = tempfile.mkdtemp(prefix="sweep-run-")
     callback = RunCallback(tracker, t.objective, t.eval_every, prune_hook)
     perf = PerfCallback()
-    trainer = Trainer(
+    trainer = SweepTrainer(
         model=model,
         args=training_arguments(cfg, prep.total_steps, out_dir),
         train_dataset=prep.train,
@@ -296,6 +344,7 @@ def run_training(
         compute_metrics=compute_metrics,
         callbacks=[callback, perf],
         optimizers=(opt, sched),
+        eval_subset=prep.eval_subset,
     )
     trainer.remove_callback(PrinterCallback)  # our callback logs one line per evaluation instead
     resume = None

@@ -507,6 +507,8 @@ class SweepProgress:
 
         self.n_trials = n_trials
         self.bar = None
+        # trials already finished when the sweep (re)started are not announced again
+        self.shown = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
         if interactive():
             from tqdm.auto import tqdm
 
@@ -530,7 +532,20 @@ class SweepProgress:
         self.bar.set_postfix_str(f"{c.pruned} pruned, {c.failures} failed{best_s}")
 
     def trial_done(self, study: optuna.Study, number: int) -> None:
-        line = progress_line(study, self.n_trials, number)
+        self._print(study, progress_line(study, self.n_trials, number))
+        self.shown.add(number)
+
+    def others_done(self, study: optuna.Study) -> None:
+        """Lines for the trials that this sweep's local worker processes finished meanwhile."""
+        finished = [
+            t.number
+            for t in study.get_trials(deepcopy=False)
+            if t.state.is_finished() and t.number not in self.shown
+        ]
+        for number in finished:
+            self.trial_done(study, number)
+
+    def _print(self, study: optuna.Study, line: str) -> None:
         if self.bar is None:
             print(line, flush=True)
             return

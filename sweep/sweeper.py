@@ -43,6 +43,7 @@ from optuna.distributions import (
 )
 
 from sweep import study as study_mod
+from sweep import workers
 from sweep.config import ConfigError, mask_files, mask_uri, redact, secret_values, validate
 from sweep.parent import ParentRun
 from sweep.runner import TrialContext, TrialOutcome, set_trial_context
@@ -227,6 +228,7 @@ class SweepRunner:
         self.opts = OmegaConf.create(kwargs)
         self.config: DictConfig | None = None
         self.launcher = None
+        self.local = False
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -285,7 +287,9 @@ class SweepRunner:
         redact(secrets)
         space, passthrough = build_space(o.params or {}, arguments, o.conditions or {})
         fixed = passthrough + [to_override(k, v) for k, v in space.fixed.items()]
-        base = self._check_space(space, fixed)
+        helper = workers.is_helper()
+        # a helper runs the very command the main worker checked
+        base = self._job_config(fixed) if helper else self._check_space(space, fixed)
 
         from sweep import tracking
 
@@ -301,9 +305,16 @@ class SweepRunner:
             )
         if o.n_trials < 1:
             raise SweepError(f"hydra.sweeper.n_trials must be >= 1, got {o.n_trials}")
+        try:
+            workers.parse(o.n_workers)
+        except workers.WorkerError as e:
+            raise SweepError(str(e)) from None
         study_name = o.study_name or base.tracking.experiment
         storage_url = o.storage or study_mod.default_storage(study_name)
         tracker_uri = tracking.resolve_uri(base.tracking.uri) if base.tracking.enabled else None
+        if helper and not workers.await_main():
+            log.info("the main worker did not get the sweep started: nothing to do")
+            sys.exit(0)
         if tracker_uri:
             tracking.check_reachable(tracker_uri, base.tracking.connect_timeout)
         storage = study_mod.open_storage(storage_url)
@@ -337,8 +348,17 @@ class SweepRunner:
         lock = study_mod.StudyLock(storage_url, study_name)
         with lock:
             study_mod.enqueue_known(study, [dict(e) for e in o.enqueue])
+        helpers = workers.Helpers()
+        if not helper:
+            self._start_helpers(study, base, sweep_dir, fixed, helpers)
         parent = ParentRun(study, base, tracker_uri, spec, space, lock)
-        parent.open()
+        try:
+            parent.open()
+        except BaseException:
+            helpers.ready(ok=False)
+            helpers.stop()
+            raise
+        helpers.ready()
         log.info(
             "study %r on %s: %d/%d trials finished; MLflow parent run %s",
             study_name,
@@ -347,6 +367,7 @@ class SweepRunner:
             o.n_trials,
             parent.run_id,
         )
+        local = self.local = bool(helpers.procs)  # it started helpers: it shows their trials too
         os.environ.update(
             {
                 "SWEEP_STUDY_SPEC": spec.to_json(),
@@ -387,8 +408,12 @@ class SweepRunner:
                         overrides.append(f"+hydra.job.env_set.SWEEP_TRIAL_NUMBER={trial.number}")
                         batch.append(Launched(trial, params, overrides, time.time()))
                 if not batch:
-                    if c.running:  # other workers hold the last trials; watch them for staleness
-                        time.sleep(min(o.heartbeat_interval, 5.0))
+                    if c.running and not helper:
+                        # other workers hold the last trials; watch them for staleness (a helper
+                        # leaves that, and the summary, to the main worker and exits)
+                        if local:
+                            self.progress.others_done(study)
+                        time.sleep(min(o.heartbeat_interval, 1.0 if local else 5.0))
                         continue
                     break
                 launched = batch
@@ -397,16 +422,30 @@ class SweepRunner:
         except KeyboardInterrupt:
             for item in launched:
                 study_mod.interrupt(study, item.trial, parent)
-            parent.finish(status="KILLED")
+            helpers.stop()
+            if not helper:
+                parent.finish(status="KILLED")
             print(
                 "\ninterrupted: unfinished trials were failed and re-enqueued; "
                 "re-run the same command to resume",
                 file=sys.stderr,
             )
             sys.exit(130)
+        except BaseException:
+            helpers.stop()
+            raise
         finally:
             heartbeat.stop()
+            if local:
+                with contextlib.suppress(Exception):
+                    self.progress.others_done(study)
             self.progress.close()
+        for problem in helpers.wait():
+            log.warning(problem)
+        if helper:
+            if reason:
+                print(("error: " if exit_code else "note: ") + reason, file=sys.stderr)
+            sys.exit(exit_code)  # the main worker summarises the sweep
         summary = parent.finish(status="FAILED" if exit_code else "FINISHED")
         study_mod.write_results(study, sweep_dir, summary, direction)
         print(summary.table)
@@ -415,6 +454,28 @@ class SweepRunner:
         if exit_code:
             sys.exit(exit_code)
         return summary
+
+    def _start_helpers(
+        self, study, base: DictConfig, sweep_dir: Path, fixed: list[str], helpers
+    ) -> None:
+        """Start `n_workers - 1` local helper processes (sweep/workers.py); with several
+        workers and no `trainer.threads`, every worker gets an equal share of the cores."""
+        from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+        c = study_mod.count(study)
+        n = workers.resolve(
+            self.opts.n_workers,
+            device=base.trainer.device,
+            in_process=isinstance(self.launcher, BasicLauncher),
+            remaining=self.opts.n_trials - c.finished - c.running,
+        )
+        if n < 2:
+            return
+        threads = None
+        if base.trainer.get("threads") is None:
+            threads = workers.threads_each(n)
+            fixed.append(f"trainer.threads={threads}")
+        helpers.start(n - 1, sweep_dir, threads)
 
     def _run_batch(
         self, batch: list[Launched], study, parent, objective: str, heartbeat: Heartbeat
@@ -472,3 +533,5 @@ class SweepRunner:
         study_mod.tell(study, trial, outcome, error, time.time() - item.started)
         parent.after_trial(trial.number, outcome, error)
         self.progress.trial_done(study, trial.number)
+        if self.local:
+            self.progress.others_done(study)

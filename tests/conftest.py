@@ -26,6 +26,8 @@ TINY = [
     "trainer.train_batch_size=16",
     "trainer.eval_every=5",
     "trainer.logging_every=5",
+    # a sweep runs in one process unless a test asks for local workers (tests/test_sweeper.py)
+    "hydra.sweeper.n_workers=1",
 ]
 
 

@@ -129,6 +129,11 @@ def test_composition_errors_name_the_key(override, exc, words):
         (["data.label_noise=0.7"], "data.label_noise must be in [0, 0.5), got 0.7"),
         (["trainer.objective=eval_recall"], "trainer.objective must be one of"),
         (["data=files"], "data.train_file"),
+        (["trainer.eval_subset=-1"], "trainer.eval_subset must be >= 0, got -1"),
+        (
+            ["trainer.eval_subset=64", "trainer.objective_at=best"],
+            "trainer.eval_subset needs trainer.objective_at=final",
+        ),
     ],
 )
 def test_validation_errors(overrides, message):

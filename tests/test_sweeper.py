@@ -18,7 +18,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from sweep.study import RETRY_OF, counted
+from sweep import workers
+from sweep.study import PID, RETRY_OF, counted
 from sweep.sweeper import SweepError, build_space
 
 # a sweep of tiny trials: 10 steps each, evaluated every 5
@@ -243,6 +244,91 @@ def test_two_workers_share_one_study_and_stop_at_n_trials(workdir):
     assert len(parents) == 1
     numbers = [c.data.tags["optuna.trial_number"] for c in children]
     assert sorted(numbers, key=int) == [str(i) for i in range(6)]
+
+
+def test_local_workers_run_trials_side_by_side(workdir):
+    proc = run_train([*SWEEP, "hydra.sweeper.n_trials=6", "hydra.sweeper.n_workers=2"], workdir)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    study = study_of(workdir)
+    assert len(study.trials) == 6 and len(counted(study.trials)) == 6
+    by_pid = {}
+    for t in study.trials:
+        by_pid.setdefault(t.system_attrs[PID], []).append(t)
+    assert len(by_pid) == 2, by_pid.keys()  # both processes ran trials ...
+    (a, b) = by_pid.values()
+    assert any(  # ... at the same time
+        x.datetime_start < y.datetime_complete and y.datetime_start < x.datetime_complete
+        for x in a
+        for y in b
+    )
+    (log,) = list((workdir / "multirun").rglob("worker-1.log"))
+    assert "Launching" in log.read_text()
+    assert not list((workdir / "multirun").rglob(".workers-ready-*"))
+    # the console shows every trial, the helper's too, and the summary once
+    for t in study.trials:
+        assert f"sweep: trial {t.number} " in proc.stdout
+    assert proc.stdout.count("schedule    objective") == 1
+    parents, children = children_and_parent(workdir)
+    assert len(parents) == 1 and len(children) == 6
+    parent = mlflow_client(workdir).get_run(parents[0].info.run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["sweep.count.finished"] == "6"
+    # each worker has an equal share of the cores, logged with its trials (reproduce uses it)
+    share = str(max(1, workers.cores() // 2))
+    assert {c.data.params["trainer.threads"] for c in children} == {share}
+
+
+def test_interrupted_local_workers_resume_to_exactly_n_trials(workdir):
+    args = [*SWEEP, "hydra.sweeper.n_trials=6", "hydra.sweeper.n_workers=2"]
+    args += ["data.train_size=480", "data.max_train_samples=480"]  # 30 steps a trial
+    proc = start_train(args, workdir)
+    deadline = time.time() + 180
+    while time.time() < deadline:  # until both workers are inside a trial
+        if (workdir / ".sweep").exists():
+            running = study_of(workdir).get_trials(states=(TrialState.RUNNING,))
+            if len({t.system_attrs.get(PID) for t in running} - {None}) == 2:
+                break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the two workers never ran trials at the same time")
+    helper_pid = next(p for p in {t.system_attrs[PID] for t in running} if p != proc.pid)
+    proc.send_signal(signal.SIGINT)  # as Ctrl-C: the main worker passes it on to its helper
+    assert proc.wait(timeout=90) == 130
+    with pytest.raises(ProcessLookupError):
+        os.kill(helper_pid, 0)
+    study = study_of(workdir)
+    assert not study.get_trials(states=(TrialState.RUNNING,))  # both trials failed, re-enqueued
+    again = run_train(args, workdir)
+    assert again.returncode == 0, again.stdout[-3000:]
+    study = study_of(workdir)
+    assert len(counted(study.trials)) == 6
+    assert len([t for t in study.trials if RETRY_OF in t.system_attrs]) >= 2
+    parents, children = children_and_parent(workdir)
+    assert len(parents) == 1
+    assert all(c.info.status != "RUNNING" for c in children)
+
+
+@pytest.mark.parametrize(
+    "setting,device,in_process,remaining,want",
+    [
+        ("auto", "cpu", True, 100, min(workers.MAX_AUTO, workers.cores())),
+        ("auto", "cpu", True, 1, 1),  # no more workers than trials left
+        ("auto", "cuda", True, 100, 1),  # trials would share the GPU
+        ("auto", "cpu", False, 100, 1),  # a parallel launcher already runs trials side by side
+        (3, "cuda", True, 100, 3),  # asked for: as asked
+        ("2", "cpu", True, 100, 2),
+    ],
+)
+def test_how_many_local_workers(setting, device, in_process, remaining, want):
+    got = workers.resolve(setting, device=device, in_process=in_process, remaining=remaining)
+    assert got == want
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "many", "1.5"])
+def test_bad_n_workers_fails_before_any_trial(workdir, bad):
+    proc = run_train([*SWEEP, f"hydra.sweeper.n_workers={bad}"], workdir, timeout=120)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert "error: hydra.sweeper.n_workers must be a positive integer or auto" in proc.stdout
+    assert "Launching" not in proc.stdout and "Traceback" not in proc.stdout
 
 
 def test_sqlite_storage(workdir):
