@@ -3,12 +3,12 @@
     .venv/bin/python benchmarks/memory.py                 # 2 trials, then 20 trials
     .venv/bin/python benchmarks/memory.py --trials 2 50
 
-Runs `python train.py -m` with the default model (MiniLM) and small trials (64 training
-samples: 8 steps each) once per trial count, each in a fresh directory, and reports the peak RSS
-of the sweep process. Hydra's basic launcher runs every trial inside the sweep's process, so a
-leak per trial (models, optimizers, datasets, MLflow clients, Optuna objects kept alive) shows
-up as growth from the short sweep to the long one. Appends a JSON line to
-benchmarks/results.jsonl.
+Runs `python train.py -m hydra.sweeper.n_workers=1` (one process) with the default model (MiniLM)
+and small trials (64 training samples: 8 steps each) once per trial count, each in a fresh
+directory, and reports the peak RSS of the sweep process. Hydra's basic launcher runs every
+trial inside the sweep's process, so a leak per trial (models, optimizers, datasets, MLflow
+clients, Optuna objects kept alive) shows up as growth from the short sweep to the long one.
+Appends a JSON line to benchmarks/results.jsonl.
 """
 
 from __future__ import annotations
