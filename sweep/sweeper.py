@@ -367,7 +367,7 @@ class SweepRunner:
             o.n_trials,
             parent.run_id,
         )
-        local = self.local = bool(helpers.procs)  # it started helpers: it shows their trials too
+        self.local = bool(helpers.procs)  # it started helpers: it shows their trials too
         os.environ.update(
             {
                 "SWEEP_STUDY_SPEC": spec.to_json(),
@@ -411,9 +411,9 @@ class SweepRunner:
                     if c.running and not helper:
                         # other workers hold the last trials; watch them for staleness (a helper
                         # leaves that, and the summary, to the main worker and exits)
-                        if local:
+                        if self.local:
                             self.progress.others_done(study)
-                        time.sleep(min(o.heartbeat_interval, 1.0 if local else 5.0))
+                        time.sleep(min(o.heartbeat_interval, 1.0 if self.local else 5.0))
                         continue
                     break
                 launched = batch
@@ -436,7 +436,7 @@ class SweepRunner:
             raise
         finally:
             heartbeat.stop()
-            if local:
+            if self.local:
                 with contextlib.suppress(Exception):
                     self.progress.others_done(study)
             self.progress.close()

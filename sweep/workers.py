@@ -55,16 +55,15 @@ def parse(setting: Any) -> int | None:
     """`n_workers` as given: None for "auto", else a positive int (WorkerError otherwise)."""
     if setting is None or str(setting).lower() == "auto":
         return None
+    bad = WorkerError(
+        f"hydra.sweeper.n_workers must be a positive integer or auto, got {setting!r}"
+    )
     try:
         n = int(setting)
     except (TypeError, ValueError):
-        raise WorkerError(
-            f"hydra.sweeper.n_workers must be a positive integer or auto, got {setting!r}"
-        ) from None
+        raise bad from None
     if n < 1 or str(n) != str(setting).strip():
-        raise WorkerError(
-            f"hydra.sweeper.n_workers must be a positive integer or auto, got {setting!r}"
-        )
+        raise bad
     return n
 
 
