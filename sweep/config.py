@@ -93,7 +93,9 @@ class TrainerConfig:
     train_batch_size: int = 16
     eval_batch_size: int = 64
     seed: int = 42
-    precision: str = "fp32"  # fp32 | bf16 | fp16
+    # auto: bf16 autocast where the hardware does bf16 natively (a CUDA GPU that supports it, a CPU
+    # with AVX512-BF16 / AMX), else fp32; the run logs what auto became
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
     device: str = "auto"  # auto | cpu | cuda
     objective: str = "eval_f1"
     objective_at: str = "final"  # final | best
@@ -133,7 +135,7 @@ def register_configs() -> None:
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "polynomial")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OBJECTIVES = ("eval_f1", "eval_accuracy", "eval_loss")
 
 

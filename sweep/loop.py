@@ -244,6 +244,47 @@ class SweepTrainer(Trainer):
         return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
 
 
+def _has_accelerator() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available())
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX): there autocast to bf16
+    trains ~1.5x faster than fp32; elsewhere it would be emulated, and slower."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def settle_precision(cfg: DictConfig) -> None:
+    """Replace trainer.precision=auto by what it means on this machine (bf16 on a CUDA GPU that
+    supports it or a CPU with native bf16, else fp32), so the logged config, and a `reproduce`
+    of it anywhere, holds the precision the run really used."""
+    t = cfg.trainer
+    if t.precision != "auto":
+        return
+    on_gpu = t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
+    if on_gpu:
+        native = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    else:
+        native = not _has_accelerator() or t.device == "cpu"
+        native = native and cpu_has_native_bf16()
+    t.precision = "bf16" if native else "fp32"
+    log.info(
+        "trainer.precision=auto: %s (%s%s bf16)",
+        t.precision,
+        "GPU" if on_gpu else "CPU",
+        " with native" if native else " without native",
+    )
+
+
 def _precision_args(precision: str) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
@@ -271,7 +312,7 @@ def training_arguments(cfg: DictConfig, total_steps: int, output_dir: str) -> Tr
         length_column_name="length",
         report_to="none",
         disable_tqdm=True,
-        use_cpu=t.device == "cpu",
+        use_cpu=t.device == "cpu" or (t.device == "auto" and not _has_accelerator()),
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         remove_unused_columns=True,
@@ -310,6 +351,7 @@ def run_training(
     started = time.perf_counter()
     if t.threads:
         torch.set_num_threads(int(t.threads))
+    settle_precision(cfg)
     hf_logging.set_verbosity_error()
     quiet_progress_bars()
     prep = prepared or prepare(cfg)

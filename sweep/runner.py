@@ -176,6 +176,7 @@ def run_job(
     from sweep import loop
     from sweep.tracking import environment_tags, params_of
 
+    loop.settle_precision(cfg)
     # A plain run with bad data fails before it creates an MLflow run; a trial always gets its
     # child run, so a sweep's failures are visible next to its successes.
     prepared = None if ctx is not None else loop.prepare(cfg)

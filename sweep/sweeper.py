@@ -386,7 +386,10 @@ class SweepRunner:
                 if o.timeout and time.time() - started > o.timeout:
                     reason = f"timeout of {o.timeout}s reached; re-run the command to continue"
                     break
+                # every trial asked for is in `launched` at once: a Ctrl-C from here on fails
+                # and re-enqueues it instead of leaving it RUNNING until it goes stale
                 batch: list[Launched] = []
+                launched = batch
                 with lock:
                     study_mod.fail_stale(study, o.grace_period, o.max_retries, parent)
                     c = study_mod.count(study)
@@ -400,13 +403,16 @@ class SweepRunner:
                     free = o.n_trials - c.finished - c.running
                     for _ in range(max(0, min(o.n_jobs, free))):
                         study.sampler = study_mod.make_sampler(spec, seed_offset=len(study.trials))
-                        trial = study.ask()
+                        item = Launched(study.ask(), {}, [], time.time())
+                        batch.append(item)
+                        trial = item.trial
                         study_mod.claim(storage, trial._trial_id)
                         heartbeat.add(trial._trial_id)
-                        params = space.suggest(trial)
-                        overrides = fixed + [to_override(k, v) for k, v in params.items()]
-                        overrides.append(f"+hydra.job.env_set.SWEEP_TRIAL_NUMBER={trial.number}")
-                        batch.append(Launched(trial, params, overrides, time.time()))
+                        item.params = space.suggest(trial)
+                        item.overrides = fixed + [to_override(k, v) for k, v in item.params.items()]
+                        item.overrides.append(
+                            f"+hydra.job.env_set.SWEEP_TRIAL_NUMBER={trial.number}"
+                        )
                 if not batch:
                     if c.running and not helper:
                         # other workers hold the last trials; watch them for staleness (a helper
@@ -416,7 +422,6 @@ class SweepRunner:
                         time.sleep(min(o.heartbeat_interval, 1.0 if self.local else 5.0))
                         continue
                     break
-                launched = batch
                 self._run_batch(batch, study, parent, objective, heartbeat)
                 launched = []
         except KeyboardInterrupt:

@@ -38,6 +38,8 @@ def test_single_run_writes_metrics_params_tags_and_config(workdir):
     assert p["optimizer.lr"] == "0.0003" and p["scheduler.name"] == "cosine"
     assert p["model.name"] == "tiny" and p["trainer.seed"] == "42"
     assert p["tracking.experiment"] == "tiny-synthetic"
+    # trainer.precision=auto (the default) is logged as what it became on this machine
+    assert p["trainer.precision"] == native_precision()
     # tags: environment and data
     t = run.data.tags
     assert len(t["sweep.git_commit"]) == 40 and t["sweep.git_dirty"] in ("true", "false")
@@ -51,6 +53,30 @@ def test_single_run_writes_metrics_params_tags_and_config(workdir):
         logged["optimizer"]["lr"] == 3e-4 and logged["tracking"]["experiment"] == "tiny-synthetic"
     )
     assert logged["scheduler"]["name"] == "cosine"
+    assert logged["trainer"]["precision"] == native_precision()
+
+
+def native_precision() -> str:
+    """What trainer.precision=auto means here: bf16 on a CPU with native bf16 (no GPU in tests)."""
+    flags = set()
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":")[1].split())
+                break
+    return "bf16" if flags & {"avx512_bf16", "amx_bf16"} else "fp32"
+
+
+def test_bf16_on_cpu_trains_in_bf16_and_differs_from_fp32(workdir):
+    # trainer.precision=bf16 with device=auto on a machine without a GPU used to stop in
+    # TrainingArguments ("Your setup doesn't support bf16/gpu"): it now autocasts on the CPU
+    base = [*TINY, "tracking=none", "optimizer.lr=1e-3"]
+    fp32 = run_training(compose([*base, "trainer.precision=fp32"]))
+    bf16 = run_training(compose([*base, "trainer.precision=bf16"]))
+    assert fp32.steps == bf16.steps == 10
+    assert fp32.history != bf16.history  # the precision really changed the arithmetic
+    again = run_training(compose([*base, "trainer.precision=bf16"]))
+    assert again.history == bf16.history  # and bf16 on the CPU is still deterministic
 
 
 def test_same_seed_same_metrics_on_cpu(workdir):
