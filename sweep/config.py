@@ -445,6 +445,9 @@ class SweeperConfig:
     pruner: str = "median"  # median | successive_halving | hyperband | none
     pruner_startup_trials: int = 3  # median: trials finished before pruning starts
     pruner_warmup_steps: int = 0  # median: steps before a trial can be pruned
+    # the evaluation metric the pruner compares (eval_f1 | eval_accuracy | eval_loss); default:
+    # trainer.objective. With the other direction than the study's, the pruner sees it negated.
+    prune_on: str | None = None
     max_failure_rate: float = 0.5  # of n_trials; more FAILs stop the sweep (non-zero exit)
     timeout: float | None = None  # seconds; no new trial starts after it
     enqueue: list[dict[str, Any]] = field(default_factory=list)  # known configs run first

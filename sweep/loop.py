@@ -39,8 +39,8 @@ from sweep.tracking import NullTracker
 
 log = logging.getLogger(__name__)
 
-# report(objective_value, step) -> True when the run should stop (pruned)
-PruneHook = Callable[[float, int], bool]
+# report(eval metrics, step) -> True when the run should stop (pruned); the hook picks the metric
+PruneHook = Callable[[dict[str, float], int], bool]
 
 
 @dataclass
@@ -220,7 +220,7 @@ class RunCallback(TrainerCallback):
         elif (
             self.prune_hook is not None
             and state.global_step < state.max_steps
-            and self.prune_hook(value, state.global_step)
+            and self.prune_hook(m, state.global_step)
         ):
             self.pruned = True
             control.should_training_stop = True

@@ -32,6 +32,7 @@ class TrialContext:
     parent_run_id: str | None = None
     trial: Any = None  # optuna.Trial (in the sweeper's process, or rebuilt from the storage)
     objective: str = "eval_f1"
+    prune_on: str | None = None  # the metric the pruner sees; None: the objective
     spec_json: str | None = None  # the study's StudySpec, for jobs in another process
 
     @classmethod
@@ -47,6 +48,7 @@ class TrialContext:
             number=int(number),
             parent_run_id=os.environ.get("SWEEP_PARENT_RUN_ID") or None,
             objective=os.environ.get("SWEEP_OBJECTIVE", "eval_f1"),
+            prune_on=os.environ.get("SWEEP_PRUNE_ON") or None,
             spec_json=spec_json,
         )
 
@@ -200,9 +202,14 @@ def run_job(
             }
         )
     if trial is not None:
+        metric = ctx.prune_on or cfg.trainer.objective
+        sign = prune_sign(metric, trial.study.direction.name.lower())
 
-        def prune_hook(value: float, step: int) -> bool:
-            trial.report(value, step)
+        def prune_hook(metrics: dict[str, float], step: int) -> bool:
+            value = metrics.get(metric)
+            if value is None or not math.isfinite(value):
+                return False
+            trial.report(sign * value, step)
             return trial.should_prune()
 
     tracker.start(run_name(cfg, ctx), tags=tags, parent_run_id=ctx and ctx.parent_run_id)
@@ -257,6 +264,13 @@ def run_job(
         run_id=tracker.run_id,
         final=result.final,
     )
+
+
+def prune_sign(metric: str, direction: str) -> int:
+    """+1, or -1 when the pruned-on metric improves the other way than the study (eval_loss in a
+    study that maximises eval_f1): the pruner sees -eval_loss, so higher is better for both."""
+    lower_is_better = metric == "eval_loss"
+    return -1 if lower_is_better != (direction == "minimize") else 1
 
 
 def _close(tracker, status: str, tags: dict | None) -> None:

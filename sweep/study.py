@@ -39,6 +39,7 @@ RETRIES = "sweep:retries"
 FAIL_REASON = "sweep:fail_reason"
 PARENT_RUN = "mlflow_parent_run_id"
 RUN_ID = "mlflow_run_id"
+OBJECTIVE_AT_PRUNE = "objective_at_prune"
 
 
 # --------------------------------------------------------------------------- storage
@@ -387,6 +388,9 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome, error: str, seconds:
         study.tell(trial, state=TrialState.FAIL)
         log.warning("trial %d FAILED: %s", trial.number, error or "objective is not finite")
     elif outcome.state == "PRUNED":
+        # Optuna keeps the last value the pruner saw, which is another metric (maybe negated)
+        # with hydra.sweeper.prune_on: tables and trials.csv show the objective's own value
+        trial.set_user_attr(OBJECTIVE_AT_PRUNE, outcome.objective)
         study.tell(trial, state=TrialState.PRUNED)
     else:
         study.tell(trial, outcome.objective)
@@ -419,6 +423,12 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     return pick(complete, key=lambda t: (t.value, -t.number))
 
 
+def shown_value(t: FrozenTrial) -> float | None:
+    """A trial's value as the objective: a PRUNED trial's last objective value, not what the
+    pruner was told (hydra.sweeper.prune_on may watch another metric)."""
+    return t.user_attrs.get(OBJECTIVE_AT_PRUNE, t.value)
+
+
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     rows = []
     retried = retried_numbers(study.get_trials(deepcopy=False))
@@ -430,7 +440,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             {
                 "number": t.number,
                 "state": t.state.name + (" (retried)" if t.number in retried else ""),
-                "value": t.value,
+                "value": shown_value(t),
                 **{f"params.{k}": v for k, v in t.params.items()},
                 "duration_s": round(duration, 1) if duration is not None else None,
                 "steps": t.user_attrs.get("steps"),
@@ -488,7 +498,8 @@ def progress_line(study: optuna.Study, n_trials: int, number: int) -> str:
     t = study._storage.get_trial(
         study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     )
-    value = "" if t.value is None else f" value={t.value:.4f}"
+    value = shown_value(t)
+    value = "" if value is None else f" value={value:.4f}"
     best = best_trial(study)
     best_s = f"; best {best.value:.4f} (trial {best.number})" if best else ""
     return (

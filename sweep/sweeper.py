@@ -44,7 +44,15 @@ from optuna.distributions import (
 
 from sweep import study as study_mod
 from sweep import workers
-from sweep.config import ConfigError, mask_files, mask_uri, redact, secret_values, validate
+from sweep.config import (
+    OBJECTIVES,
+    ConfigError,
+    mask_files,
+    mask_uri,
+    redact,
+    secret_values,
+    validate,
+)
 from sweep.parent import ParentRun
 from sweep.runner import TrialContext, TrialOutcome, set_trial_context
 from sweep.tracking import TrackingError
@@ -299,6 +307,10 @@ class SweepRunner:
             raise SweepError(
                 f"hydra.sweeper.direction must be minimize or maximize, got {direction!r}"
             )
+        if o.prune_on is not None and o.prune_on not in OBJECTIVES:
+            raise SweepError(
+                f"hydra.sweeper.prune_on must be one of {', '.join(OBJECTIVES)}, got {o.prune_on!r}"
+            )
         if not 0 <= o.max_failure_rate <= 1:
             raise SweepError(
                 f"hydra.sweeper.max_failure_rate must be in [0, 1], got {o.max_failure_rate}"
@@ -373,6 +385,7 @@ class SweepRunner:
                 "SWEEP_STUDY_SPEC": spec.to_json(),
                 "SWEEP_PARENT_RUN_ID": parent.run_id or "",
                 "SWEEP_OBJECTIVE": objective,
+                "SWEEP_PRUNE_ON": o.prune_on or "",
             }
         )
         heartbeat = Heartbeat(storage, o.heartbeat_interval)
@@ -501,6 +514,7 @@ class SweepRunner:
                         parent_run_id=parent.run_id,
                         trial=item.trial,
                         objective=objective,
+                        prune_on=self.opts.prune_on,
                     )
                 )
                 try:

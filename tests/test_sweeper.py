@@ -148,6 +148,49 @@ def test_bad_learning_rates_get_pruned_and_stop_early(workdir):
             assert history and max(m.step for m in history) < full  # the curve up to the prune
 
 
+def test_prune_on_another_metric_reports_it_in_the_study_direction(workdir):
+    # the study maximises eval_f1; the pruner watches eval_loss, so it is told -eval_loss (higher
+    # is better for both) at every evaluation before the last
+    proc = run_train(
+        [*SWEEP, "hydra.sweeper.n_trials=2", "hydra.sweeper.prune_on=eval_loss"], workdir
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    study = study_of(workdir)
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    client = mlflow_client(workdir)
+    _, children = children_and_parent(workdir)
+    for run in children:
+        trial = study.trials[int(run.data.tags["optuna.trial_number"])]
+        losses = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "eval_loss")}
+        f1 = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "eval_f1")}
+        assert trial.intermediate_values == {5: pytest.approx(-losses[5])}
+        assert trial.value == pytest.approx(f1[10])  # the objective is still eval_f1
+
+
+def test_a_pruned_trial_shows_its_objective_not_what_the_pruner_saw():
+    from sweep.runner import TrialOutcome
+    from sweep.study import progress_line, tell, trial_rows
+
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    trial.report(-0.69, 5)  # -eval_loss, as with prune_on=eval_loss
+    outcome = TrialOutcome("PRUNED", 0.31, "pruned", 5, 10, 1.0, run_id=None, final={})
+    tell(study, trial, outcome, "", 1.0)
+    assert study.trials[0].value == pytest.approx(-0.69)  # Optuna keeps the reported value
+    (row,) = trial_rows(study)
+    assert row["state"] == "PRUNED" and row["value"] == pytest.approx(0.31)
+    assert "trial 0 PRUNED value=0.3100" in progress_line(study, 1, 0)
+
+
+@pytest.mark.parametrize("bad", ["eval_precision", "loss"])
+def test_bad_prune_on_fails_before_any_trial(workdir, bad):
+    proc = run_train([*SWEEP, f"hydra.sweeper.prune_on={bad}"], workdir, timeout=120)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    want = "error: hydra.sweeper.prune_on must be one of eval_f1, eval_accuracy, eval_loss"
+    assert f"{want}, got '{bad}'" in proc.stdout
+    assert "Launching" not in proc.stdout and "Traceback" not in proc.stdout
+
+
 def test_exceptions_and_nan_do_not_stop_the_sweep(workdir):
     proc = run_train(
         [
