@@ -20,7 +20,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
-sweep: $(BIN)/.installed   ## the default sweep: python train.py -m (offline, ~5 min on 2 cores)
+sweep: $(BIN)/.installed   ## the default sweep: python train.py -m (offline, ~2 min on 2 cores)
 	$(BIN)/python train.py -m $(ARGS)
 
 run: $(BIN)/.installed     ## one fine-tuning run with the offline defaults
