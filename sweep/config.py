@@ -36,6 +36,9 @@ class ModelConfig:
     num_heads: int = 4
     intermediate_size: int = 64
     dropout: float = 0.1
+    # attention kernel: sdpa (torch's fused scaled-dot-product attention) | eager |
+    # flash_attention_2 (needs the flash-attn package and a GPU)
+    attn_implementation: str = "sdpa"
 
 
 @dataclass
@@ -104,6 +107,7 @@ class TrainerConfig:
     save_model: bool = False  # log the final model to the run
     checkpoint_every: int = 0  # steps; 0 = no checkpoints. With checkpoints a rerun resumes.
     checkpoint_dir: str = "checkpoints"
+    compile: bool = False  # torch.compile the model (Trainer's torch_compile): pays off on a GPU
     threads: int | None = None  # torch intra-op threads; default: torch's choice (a sweep with
     # several local workers gives each cores / workers)
 
@@ -136,6 +140,7 @@ def register_configs() -> None:
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "polynomial")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ATTENTIONS = ("sdpa", "eager", "flash_attention_2")
 OBJECTIVES = ("eval_f1", "eval_accuracy", "eval_loss")
 
 
@@ -240,6 +245,11 @@ def validate(cfg: DictConfig, *, check_device: bool = True) -> None:
         )
     if m.source == "package":
         _require(bool(m.package), "model.package is required with model.source=package")
+    _require(
+        m.attn_implementation in ATTENTIONS,
+        f"model.attn_implementation must be one of {', '.join(ATTENTIONS)}, "
+        f"got {m.attn_implementation!r}",
+    )
 
     if check_device and (t.precision == "fp16" or t.device == "cuda"):
         import torch  # only here: validation of the rest needs no torch

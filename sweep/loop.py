@@ -316,6 +316,7 @@ def training_arguments(cfg: DictConfig, total_steps: int, output_dir: str) -> Tr
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         remove_unused_columns=True,
+        torch_compile=bool(t.get("compile", False)),
         **_precision_args(t.precision),
     )
 
@@ -344,6 +345,7 @@ def run_training(
     prune_hook: PruneHook | None = None,
     prepared: Prepared | None = None,
     run_dir: str | None = None,
+    callbacks: list | None = None,
 ) -> RunResult:
     """Fine-tune once with `cfg`; returns the objective and the metrics it saw."""
     tracker = tracker or NullTracker()
@@ -384,7 +386,7 @@ def run_training(
             prep.tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None
         ),
         compute_metrics=compute_metrics,
-        callbacks=[callback, perf],
+        callbacks=[callback, perf, *(callbacks or [])],
         optimizers=(opt, sched),
         eval_subset=prep.eval_subset,
     )

@@ -18,14 +18,13 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
-    BertForSequenceClassification,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
 log = logging.getLogger(__name__)
 
-_PRETRAINED: dict[tuple[str, int], PreTrainedModel] = {}
+_PRETRAINED: dict[tuple[str, int, str], PreTrainedModel] = {}
 _TOKENIZERS: dict[str, PreTrainedTokenizerBase] = {}
 
 
@@ -83,11 +82,13 @@ def _hub_message(what: str, where: str, err: Exception) -> str:
     )
 
 
-def _pretrained(where: str, num_labels: int) -> PreTrainedModel:
-    key = (where, num_labels)
+def _pretrained(where: str, num_labels: int, attn: str) -> PreTrainedModel:
+    key = (where, num_labels, attn)
     if key not in _PRETRAINED:
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(where, num_labels=num_labels)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                where, num_labels=num_labels, attn_implementation=attn
+            )
         except OSError as e:
             raise ModelError(_hub_message("model", where, e)) from None
         _PRETRAINED[key] = model.eval()
@@ -126,8 +127,10 @@ def build_model(cfg: DictConfig, num_labels: int, seed: int) -> PreTrainedModel:
             pad_token_id=tok.pad_token_id,
         )
         torch.manual_seed(seed)
-        return BertForSequenceClassification(config)
-    model = copy.deepcopy(_pretrained(weights_location(cfg), num_labels))
+        return AutoModelForSequenceClassification.from_config(
+            config, attn_implementation=cfg.attn_implementation
+        )
+    model = copy.deepcopy(_pretrained(weights_location(cfg), num_labels, cfg.attn_implementation))
     _reset_head(model, seed)
     return model.train()
 

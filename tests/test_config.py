@@ -69,6 +69,7 @@ def test_imdb_bert_small_preset_is_the_reference_recipe():
         200,
         500,
     )
+    assert t.precision == "fp32"  # as the recipe ran (Trainer's default), not `auto`
     assert t.objective in ("eval_f1", "eval_accuracy", "eval_loss")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datasets
 import numpy as np
 import pytest
-from conftest import compose
+from conftest import ROOT, compose
 from transformers import DataCollatorWithPadding, Trainer
 
 from sweep.loop import f1, prepare, run_training, training_arguments
@@ -90,3 +90,96 @@ def test_f1_matches_scikit_learn(n_classes):
     for labels, preds in cases:
         want = f1_score(labels, preds, average=average, zero_division=0)
         assert f1(labels, preds, n_classes) == pytest.approx(want), (labels, preds)
+
+
+def test_sdpa_and_eager_attention_give_the_same_model():
+    # model.attn_implementation=sdpa (the default) runs torch's fused attention kernel; it must
+    # compute what the eager implementation does, padding mask included
+    import torch
+
+    models = {}
+    for attn in ("sdpa", "eager"):
+        cfg = compose(["model=tiny", "tracking=none", f"model.attn_implementation={attn}"])
+        models[attn] = build_model(cfg.model, 2, seed=0).eval()
+        assert models[attn].config._attn_implementation == attn
+    tok = load_tokenizer(cfg.model)
+    texts = ["a fine film", "dull, long and badly acted " * 5]
+    batch = tok(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        sdpa, eager = (models[a](**batch).logits for a in ("sdpa", "eager"))
+    torch.testing.assert_close(sdpa, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_attention_implementation_is_refused():
+    from sweep.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="model.attn_implementation must be one of"):
+        validate(compose(["model=tiny", "tracking=none", "model.attn_implementation=fast"]))
+
+
+def test_train_flops_formula_matches_torch_flop_counter():
+    # benchmarks/gpu.py's MFU rests on 6·P·B·s + 12·L·h·B·s² per training step: a third of it
+    # must be what torch counts for one forward pass (eager attention: plain matmuls)
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    gpu = gpu_benchmark()
+    cfg = compose(["model=minilm", "tracking=none", "model.attn_implementation=eager"])
+    model = build_model(cfg.model, 2, seed=0).eval()
+    b, s = 4, 96
+    ids = torch.randint(1000, 20000, (b, s))
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    predicted = gpu.train_flops(*gpu.model_shape(model), b, s) / 3
+    # the pooler and classifier see one token a sequence, the formula counts them per token: +1.4%
+    assert predicted == pytest.approx(counter.get_total_flops(), rel=0.03)
+
+
+def gpu_benchmark():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "benchmarks" / "gpu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_benchmark_runs_both_arms_on_a_cpu(tmp_path):
+    # no GPU here: the same script on the CPU with the tiny model, 6 steps, clock from step 2
+    import json
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--steps", "6"]
+    cmd += ["--warmup", "2", "--peak-tflops", "0.5", "--no-record", "--override", "model=tiny"]
+    cmd += ["data.train_size=160", "data.eval_size=32", "trainer.train_batch_size=16"]
+    env = {**os.environ, "SWEEP_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith('{"benchmark"')]
+    assert [r["arm"] for r in lines] == ["trainer", "ours"]
+    for r in lines:
+        assert r["samples"] == (6 - 2) * 16  # only the timed steps' batches are counted
+        assert r["samples_per_s"] > 0 and r["mfu"] > 0
+        assert r["mfu"] == pytest.approx(r["model_tflops_per_s"] / 0.5, rel=1e-3)
+    assert "samples/s ours / trainer" in proc.stdout
+
+
+@pytest.mark.slow
+def test_compile_runs_the_compiled_model_and_learns_the_same():
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    base = ["model=tiny", "tracking=none", "trainer.precision=fp32", "trainer.eval_every=5"]
+    base += ["data.train_size=160", "data.eval_size=32", "trainer.train_batch_size=16"]
+    plain = run_training(compose(base))
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = run_training(compose([*base, "trainer.compile=true"]))
+    assert counters["stats"]["unique_graphs"] > 0  # torch.compile really traced the model
+    torch._dynamo.reset()
+    assert compiled.steps == plain.steps == 10
+    for a, b in zip(compiled.history, plain.history, strict=True):
+        assert a["step"] == b["step"]
+        assert a["eval_loss"] == pytest.approx(b["eval_loss"], rel=1e-3)
