@@ -228,7 +228,8 @@ class RunCallback(TrainerCallback):
 
 
 class SweepTrainer(Trainer):
-    """Trainer whose evaluations before the last step may use a subset of the evaluation set."""
+    """Trainer whose evaluations run under torch.inference_mode (Trainer's own use no_grad) and,
+    before the last step, may use a subset of the evaluation set."""
 
     def __init__(self, *args, eval_subset=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -242,6 +243,12 @@ class SweepTrainer(Trainer):
         ):
             eval_dataset = self.eval_subset
         return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+
+    def prediction_step(self, *args, **kwargs):
+        # no autograd bookkeeping at all (no version counters, no views tracked); the outputs are
+        # only read for metrics, never reused in training
+        with torch.inference_mode():
+            return super().prediction_step(*args, **kwargs)
 
 
 def _has_accelerator() -> bool:

@@ -183,3 +183,24 @@ def test_compile_runs_the_compiled_model_and_learns_the_same():
     for a, b in zip(compiled.history, plain.history, strict=True):
         assert a["step"] == b["step"]
         assert a["eval_loss"] == pytest.approx(b["eval_loss"], rel=1e-3)
+
+
+def test_evaluations_run_under_inference_mode_and_training_does_not():
+    import torch
+    from transformers import TrainerCallback
+
+    seen = []
+
+    class Watch(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            model.register_forward_hook(
+                lambda m, i, o: seen.append((m.training, torch.is_inference_mode_enabled()))
+            )
+
+    cfg = compose(["model=tiny", "tracking=none", "trainer.eval_every=5", "data.train_size=160"])
+    result = run_training(cfg, callbacks=[Watch()])
+    assert result.steps == 10 and len(result.history) == 2
+    train = [inf for training, inf in seen if training]
+    evals = [inf for training, inf in seen if not training]
+    assert train and not any(train)  # training after an evaluation still builds its graph
+    assert evals and all(evals)
