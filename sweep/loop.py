@@ -281,14 +281,14 @@ def settle_precision(cfg: DictConfig) -> None:
     if on_gpu:
         native = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     else:
-        native = not _has_accelerator() or t.device == "cpu"
-        native = native and cpu_has_native_bf16()
+        native = (t.device == "cpu" or not _has_accelerator()) and cpu_has_native_bf16()
     t.precision = "bf16" if native else "fp32"
+    where = "GPU" if on_gpu else "CPU"
     log.info(
-        "trainer.precision=auto: %s (%s%s bf16)",
+        "trainer.precision=auto: %s (%s %s bf16)",
         t.precision,
-        "GPU" if on_gpu else "CPU",
-        " with native" if native else " without native",
+        where,
+        "with native" if native else "without native",
     )
 
 
