@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from transformers import TrainerCallback
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -72,34 +74,28 @@ def train_flops(params: int, layers: int, hidden: int, batch: int, seq: int) -> 
     return 6.0 * params * batch * seq + 12.0 * layers * hidden * batch * seq * seq
 
 
-class Clock:
-    """A TrainerCallback: times the steps after `warmup` up to the last one and counts the
-    sequences, tokens and model FLOPs of their batches (from the attention masks)."""
+class Clock(TrainerCallback):
+    """Times the steps after `warmup` up to the last one and counts the sequences, tokens and
+    model FLOPs of their batches (from the attention masks)."""
 
     def __init__(self, warmup: int, cuda: bool):
-        from transformers import TrainerCallback
-
         self.warmup, self.cuda = warmup, cuda
         self.start = self.end = None
         self.samples = self.tokens = self.real_tokens = 0
         self.flops = 0.0
         self.shape = None
-        clock = self
 
-        class _CB(TrainerCallback):
-            def on_train_begin(self, args, state, control, model=None, **kw):
-                clock.shape = model_shape(model)
-                model.register_forward_pre_hook(clock._count, with_kwargs=True)
-                if clock.warmup == 0:
-                    clock._mark("start")
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.shape = model_shape(model)
+        model.register_forward_pre_hook(self._count, with_kwargs=True)
+        if self.warmup == 0:
+            self._mark("start")
 
-            def on_step_end(self, args, state, control, **kw):
-                if state.global_step == clock.warmup:
-                    clock._mark("start")
-                if state.global_step == state.max_steps:
-                    clock._mark("end")
-
-        self.callback = _CB()
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.warmup:
+            self._mark("start")
+        if state.global_step == state.max_steps:
+            self._mark("end")
 
     def _mark(self, which: str) -> None:
         if self.cuda:
@@ -149,7 +145,7 @@ def arm_ours(a: argparse.Namespace, compiled: bool, peak: float | None) -> dict:
 
     cfg = compose_cfg(a, ["trainer.compile=true"] if compiled else [])
     clock = Clock(a.warmup, a.device == "cuda")
-    loop.run_training(cfg, callbacks=[clock.callback])
+    loop.run_training(cfg, callbacks=[clock])
     return {"precision": cfg.trainer.precision, **clock.result(peak)}
 
 
@@ -178,13 +174,12 @@ def arm_trainer(a: argparse.Namespace, peak: float | None) -> dict:
             save_strategy="no",
             use_cpu=a.device == "cpu",
         )
-        train = prep.train.remove_columns([c for c in ("length",) if c in prep.train.column_names])
         Trainer(
             model=model,
             args=args,
-            train_dataset=train,
+            train_dataset=prep.train,  # Trainer drops the unused `length` column
             processing_class=prep.tokenizer,
-            callbacks=[clock.callback],
+            callbacks=[clock],
         ).train()
     return {"precision": "fp32", **clock.result(peak)}
 
