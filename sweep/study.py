@@ -148,15 +148,54 @@ def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseS
     raise ValueError(f"hydra.sweeper.sampler must be tpe, random, gp, cmaes or qmc, got {name!r}")
 
 
+def tied_value(study: optuna.Study) -> float | None:
+    """The objective value every complete trial shares, when at least two completed and all
+    scored the same (e.g. eval_f1 0: each learnt nothing or predicts one class); else None."""
+    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    return values[0] if len(values) >= 2 and len(set(values)) == 1 else None
+
+
+class SignalGuard(optuna.pruners.BasePruner):
+    """Optuna's pruner, held back while the complete trials carry no signal.
+
+    When every complete trial scored the same, they all failed alike (a learning rate that
+    collapses to one class, or one that learns nothing in the budget), and a median of their
+    curves says nothing about a new trial: a trial still warming up in the good range looks
+    worse than runs that never learn. Pruning it also ranks it below every finished trial for
+    TPE, so the sweep would end with nothing (seed 4 of benchmarks/hpsearch.py). Pruning resumes
+    as soon as one complete trial scores differently."""
+
+    def __init__(self, inner: optuna.pruners.BasePruner):
+        self.inner = inner
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        if not self.inner.prune(study, trial):
+            return False
+        tied = tied_value(study)
+        if tied is None:
+            return True
+        log.info(
+            "trial %d not pruned: every complete trial scored %s, nothing to compare it with",
+            trial.number,
+            f"{tied:.4g}",
+        )
+        return False
+
+
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     name = spec.pruner
     if name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=spec.pruner_startup_trials, n_warmup_steps=spec.pruner_warmup_steps
+        return SignalGuard(
+            optuna.pruners.MedianPruner(
+                n_startup_trials=spec.pruner_startup_trials,
+                n_warmup_steps=spec.pruner_warmup_steps,
+            )
         )
     if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
+        return SignalGuard(optuna.pruners.SuccessiveHalvingPruner())
     if name == "hyperband":
+        # not wrapped: Optuna's samplers look for a HyperbandPruner on the study to see each
+        # trial's bracket only
         return optuna.pruners.HyperbandPruner()
     if name == "none":
         return optuna.pruners.NopPruner()

@@ -467,6 +467,14 @@ class SweepRunner:
         summary = parent.finish(status="FAILED" if exit_code else "FINISHED")
         study_mod.write_results(study, sweep_dir, summary, direction)
         print(summary.table)
+        tied = study_mod.tied_value(study)
+        if tied is not None:
+            print(
+                f"note: every complete trial scored {objective}={tied:.4g}: the search found "
+                "nothing to tell them apart (each learnt nothing, or predicts one class); try "
+                "another optimizer.lr range or more trials",
+                file=sys.stderr,
+            )
         if reason:
             print(("error: " if exit_code else "note: ") + reason, file=sys.stderr)
         if exit_code:

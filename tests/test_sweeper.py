@@ -182,6 +182,53 @@ def test_a_pruned_trial_shows_its_objective_not_what_the_pruner_saw():
     assert "trial 0 PRUNED value=0.3100" in progress_line(study, 1, 0)
 
 
+def test_no_pruning_against_finished_trials_that_all_scored_the_same(tmp_path):
+    # benchmark seed 4: every finished trial scored F1 0 (a lr that collapses, or one that learns
+    # nothing), and the one good trial, still warming up, was pruned against their median
+    from sweep.study import StudySpec, create_or_load
+
+    spec = StudySpec(
+        name="s",
+        storage_url=f"journal://{tmp_path / 's.journal'}",
+        pruner_startup_trials=2,
+        pruner_warmup_steps=0,
+    )
+    study = create_or_load(spec)
+
+    def finish(curve: float, value: float) -> None:
+        t = study.ask()
+        t.report(curve, 5)
+        study.tell(t, value)
+
+    for curve in (-0.69, -0.70, -0.68):  # -eval_loss at step 5 of three failed runs
+        finish(curve, 0.0)
+    new = study.ask()
+    new.report(-0.72, 5)  # worse than their median so far
+    frozen = study._storage.get_trial(new._trial_id)
+    assert study.pruner.inner.prune(study, frozen)  # Optuna's median pruner alone would prune
+    assert not new.should_prune()
+    finish(-0.60, 0.81)  # one trial learnt something: the median means something again
+    assert new.should_prune()
+
+
+def test_a_sweep_whose_trials_all_score_the_same_says_so(workdir):
+    # a learning rate too small to change any weight: every trial predicts what it did at init
+    proc = run_train(
+        [
+            *SWEEP,
+            "hydra.sweeper.n_trials=3",
+            "optimizer.lr=tag(log, interval(1e-12, 2e-12))",
+            "scheduler=constant",
+        ],
+        workdir,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    values = {t.value for t in study_of(workdir).trials}
+    assert len(values) == 1
+    (value,) = values
+    assert f"note: every complete trial scored eval_f1={value:.4g}: the search found" in proc.stdout
+
+
 @pytest.mark.parametrize("bad", ["eval_precision", "loss"])
 def test_bad_prune_on_fails_before_any_trial(workdir, bad):
     proc = run_train([*SWEEP, f"hydra.sweeper.prune_on={bad}"], workdir, timeout=120)
