@@ -283,25 +283,32 @@ def test_max_failure_rate_stops_the_sweep_with_a_reason(workdir):
     assert len(study_of(workdir).trials) == 3
 
 
-def _wait_for_trials(workdir: Path, n: int, timeout: float = 180) -> None:
+def _wait_for_trials(
+    workdir: Path, n: int, timeout: float = 180, running: bool = False, poll: float = 1.0
+) -> None:
+    """Until `n` trials have finished (and, with `running`, another one has started)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        time.sleep(1)
+        time.sleep(poll)
         try:
-            done = [t for t in study_of(workdir).trials if t.state.is_finished()]
+            states = [t.state for t in study_of(workdir).trials]
         except Exception:  # noqa: BLE001 - the study may not exist yet
             continue
-        if len(done) >= n:
+        if sum(s.is_finished() for s in states) >= n and (
+            not running or TrialState.RUNNING in states
+        ):
             return
     raise AssertionError(f"fewer than {n} trials finished in {timeout}s")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_sweep_resumes_to_exactly_n_trials(workdir, sig):
-    args = [*SWEEP, "hydra.sweeper.n_trials=5", "data.max_train_samples=480"]
+    # 60-step trials (~5 s here): the signal lands inside the third one, not after the sweep
+    # (10-step trials took 0.8 s and a fixed sleep after the second could miss them all)
+    args = [*SWEEP, "hydra.sweeper.n_trials=5", "data.train_size=960", "data.max_train_samples=960"]
     proc = start_train(args, workdir)
-    _wait_for_trials(workdir, 2)
-    time.sleep(2)  # inside the third trial
+    _wait_for_trials(workdir, 2, running=True, poll=0.2)
+    time.sleep(0.5)
     os.killpg(proc.pid, sig)
     code = proc.wait(timeout=60)
     assert code == (130 if sig == signal.SIGINT else -signal.SIGKILL)
