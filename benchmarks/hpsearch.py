@@ -5,7 +5,8 @@
     .venv/bin/python benchmarks/hpsearch.py --data files --train-file reviews.csv \\
         --text-column review --label-column sentiment
 
-Same machine, data, model, search space and trial budget for every arm:
+Same machine, data, model, search space and trial budget for every arm (the baselines' ranges are
+read from conf/search/lr_schedule.yaml, the config `ours` runs):
 
 - `ours`: `python train.py -m`, the default search as a user runs it: lr, schedule, warm-up,
   polynomial power; TPE with 4 start-up trials, median pruning after each evaluation every 16
@@ -51,7 +52,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 ARMS = ("ours", "hf_default", "hf_tuned", "hf_tuned_bf16")
-SCHEDULES = ("constant", "linear", "cosine", "polynomial")
 
 
 # --------------------------------------------------------------------------- the arms (children)
@@ -215,6 +215,7 @@ def arm_hf(a: argparse.Namespace, seed: int, wd: Path, tuned: bool, bf16: bool =
     from sweep.config import register_configs
     from sweep.loop import compute_metrics
     from sweep.perf import PerfCallback
+    from sweep.sweeper import build_space
 
     hf_logging.set_verbosity_error()
     os.environ["SWEEP_CACHE_DIR"] = str(wd / "cache")
@@ -260,15 +261,22 @@ def arm_hf(a: argparse.Namespace, seed: int, wd: Path, tuned: bool, bf16: bool =
         bf16=bf16,
     )
 
+    # the very ranges of our default search, read from its config
+    dist = build_space(dict(search), [], {})[0].distributions
+    lr_d, warmup_d, power_d = (
+        dist[k] for k in ("optimizer.lr", "scheduler.warmup_ratio", "scheduler.power")
+    )
+    schedules = dist["scheduler"].choices  # our names are transformers' scheduler types too
+
     def hp_space(trial):
-        lr = trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True)
-        schedule = trial.suggest_categorical("lr_scheduler_type", SCHEDULES)
+        lr = trial.suggest_float("learning_rate", lr_d.low, lr_d.high, log=lr_d.log)
+        schedule = trial.suggest_categorical("lr_scheduler_type", schedules)
         space = {"learning_rate": lr, "lr_scheduler_type": schedule, "warmup_steps": 0.0}
         space["lr_scheduler_kwargs"] = {}  # else a polynomial `power` leaks into later trials
         if schedule != "constant":
-            space["warmup_steps"] = trial.suggest_float("warmup_ratio", 0.0, 0.2)
+            space["warmup_steps"] = trial.suggest_float("warmup_ratio", warmup_d.low, warmup_d.high)
         if schedule == "polynomial":
-            power = trial.suggest_float("power", 0.5, 3.0)
+            power = trial.suggest_float("power", power_d.low, power_d.high)
             space["lr_scheduler_kwargs"] = {"power": power, "lr_end": 0.0}
         return space
 
