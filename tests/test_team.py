@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, TINY, run_train, start_train
-from services import MlflowServer, PgCluster, ServiceUnavailable, free_port
+from services import MlflowServer, PgCluster, ServiceUnavailable, free_port, unavailable
 
 from sweep.study import PID, RETRY_OF, RUN_ID, counted
 
@@ -91,7 +91,7 @@ def team(tmp_path_factory):
     try:
         cluster = PgCluster().start()
     except ServiceUnavailable as e:
-        pytest.skip(str(e))
+        unavailable(str(e))
     server = None
     try:
         cluster.psql(f"CREATE ROLE {STORAGE_USER} LOGIN PASSWORD :'pw';", pw=STORAGE_PASSWORD)
@@ -495,7 +495,7 @@ def test_load_benchmark_ci_size(tmp_path):
         timeout=600,
     )
     if proc.returncode == 3 and "PostgreSQL server binaries not installed" in proc.stderr:
-        pytest.skip("PostgreSQL server binaries not installed")
+        unavailable("PostgreSQL server binaries not installed")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     import json
 
