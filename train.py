@@ -45,4 +45,7 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
+    from sweep.bad_input import own_hydra_errors
+
+    own_hydra_errors()  # a bad key, type or option: one `error:` line and exit 2, not Hydra's 1
     main()

@@ -200,7 +200,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     ui.check_host(args.host, args.allow_remote)  # refused before anything heavy starts
     return ui.serve(
-        resolve_uri(args.tracking_uri),
+        resolve_uri(args.tracking_uri, option="--tracking-uri"),
         args.host,
         args.port,
         allow_remote=args.allow_remote,

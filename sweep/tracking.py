@@ -39,13 +39,47 @@ class TrackingError(RuntimeError):
 # --------------------------------------------------------------------------- the store
 
 
-def resolve_uri(uri: str | None, cwd: str | None = None) -> str:
+def resolve_uri(uri: str | None, cwd: str | None = None, *, option: str = "tracking.uri") -> str:
+    """The store to use; a URI whose scheme MLflow cannot use is refused here (TrackingError),
+    before MLflow is imported. `option` names where the URI came from, for that message."""
     if uri:
+        check_scheme(str(uri), option)
         return str(uri)
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
+        check_scheme(env, "MLFLOW_TRACKING_URI")
         return env
     return f"sqlite:///{Path(cwd or os.getcwd()).resolve() / 'mlflow.db'}"
+
+
+# MLflow's own tracking-store schemes (a SQLAlchemy URL may name its driver: postgresql+psycopg2);
+# `file` and plain paths pass here and are refused by check_reachable, which says why
+_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql")
+_OTHER_SCHEMES = ("databricks", "databricks-uc", "uc", "file", "")
+
+
+def check_scheme(uri: str, option: str = "tracking.uri") -> None:
+    """Refuse a tracking URI whose scheme no MLflow tracking store serves (ftp://, s3://, a
+    typo): one line naming the option, credentials masked."""
+    scheme = urlparse(uri).scheme.lower()
+    if scheme.split("+")[0] in _SCHEMES or scheme in _OTHER_SCHEMES:
+        return
+    if len(scheme) == 1 and sys.platform == "win32":  # C:\path: a drive letter, not a scheme
+        return
+    if scheme in _plugin_schemes():
+        return
+    raise TrackingError(
+        f"{option} {mask_uri(uri)}: unsupported scheme {scheme!r} (use sqlite:///path/mlflow.db, "
+        "http(s)://host:port, postgresql://..., mysql://..., mssql://... or databricks)"
+    )
+
+
+def _plugin_schemes() -> set[str]:
+    """Schemes that installed MLflow plugins register (entry points, read without MLflow)."""
+    try:
+        return {ep.name for ep in metadata.entry_points(group="mlflow.tracking_store")}
+    except Exception:  # noqa: BLE001 - broken package metadata: no plugin schemes
+        return set()
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -91,6 +125,8 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         )
     elif scheme.startswith(("postgresql", "mysql", "mssql")):
         _check_db_url(uri, timeout)
+    else:
+        check_scheme(uri)
 
 
 def _check_db_url(url: str, timeout: float) -> None:
