@@ -63,6 +63,10 @@ class DataConfig:
     max_eval_samples: int | None = None
     max_length: int = 128
     cache_dir: str | None = None
+    # with two classes, the label whose F1 is eval_f1 (matched case-insensitively; ints as
+    # strings); null: the second label of the mapping (pos of neg/pos, 1 of 0/1). With more than
+    # two classes eval_f1 is the macro F1 and this must stay null. Checked once the data are loaded.
+    positive_label: str | None = None
 
 
 @dataclass
@@ -228,6 +232,12 @@ def validate(cfg: DictConfig, *, check_device: bool = True) -> None:
         _require(
             0 <= d.label_noise < 0.5, f"data.label_noise must be in [0, 0.5), got {d.label_noise}"
         )
+    positive_label = d.get("positive_label")
+    _require(
+        positive_label is None or bool(str(positive_label).strip()),
+        f"data.positive_label must be a label of the data or null (the default), "
+        f"got {positive_label!r}",
+    )
     if d.name == "files":
         _require(bool(d.train_file), "data.train_file is required with data=files")
         _require(

@@ -53,6 +53,7 @@ __all__ = [
     "generate_review_records",
     "generate_reviews",
     "load_raw",
+    "positive_index",
     "tokenize",
 ]
 
@@ -673,6 +674,34 @@ def _label_mapping(keys: set[str]) -> list[str]:
     if all(i is not None for i in ints):
         return [str(i) for i in sorted(ints)]  # numeric order: {1, 2} -> 0, 1; {-1, 1} -> 0, 1
     return sorted(keys)
+
+
+def positive_index(label_names: Sequence[str], positive_label: Any = None) -> int | None:
+    """The index into ``label_names`` of the class whose F1 is ``eval_f1``, from
+    ``data.positive_label``; None for more than two classes (``eval_f1`` is then the macro
+    average, which has no positive class). Unset, it is index 1: the second label of the mapping
+    (``pos`` of neg/pos, ``1`` of 0/1, the later one in sorted order otherwise). Matched like the
+    labels themselves (:func:`_label_key`: a case-insensitive string, ints as strings). Raises
+    :class:`DataError` for a label that does not occur, or for one set with more than two
+    classes."""
+    names = [str(n) for n in label_names]
+    if len(names) > 2:
+        if positive_label is not None:
+            raise DataError(
+                f"data.positive_label={positive_label!r}: the data have {len(names)} classes "
+                f"{names}, and eval_f1 is their macro average, which has no positive class; "
+                "remove data.positive_label (or set it to null)"
+            )
+        return None
+    if positive_label is None:
+        return 1
+    want = _label_key(positive_label)
+    for i, name in enumerate(names):
+        if _label_key(name) == want:
+            return i
+    raise DataError(
+        f"data.positive_label={positive_label!r} is not a label of the data; labels found: {names}"
+    )
 
 
 def _read_split(path: str, key: str, text_col: str, label_col: str) -> tuple[list[str], list[str]]:

@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,14 @@ class Prepared:
     eval: Any
     total_steps: int
     eval_subset: Any = None  # the evaluations before the last step use it, when set
+    # the label index whose F1 is eval_f1 with two classes (data.positive_label); None: more than
+    # two classes, eval_f1 is the macro average
+    positive_index: int | None = 1
+
+    def f1_params(self) -> dict[str, str]:
+        """What eval_f1 means, as the params every run logs once: `metrics.f1_average` (binary |
+        macro) and `metrics.f1_positive_label` (the label name; `-` for macro)."""
+        return f1_params(self.raw.label_names, self.positive_index)
 
 
 def eval_subset(evals, n: int):
@@ -81,6 +90,12 @@ def prepare(cfg: DictConfig) -> Prepared:
     """Load data, check what depends on it, tokenize (cached). Before any model is built."""
     quiet_progress_bars()
     raw = data_mod.load_raw(cfg.data)
+    # an unknown data.positive_label fails here, before anything is tokenized or trained
+    positive = data_mod.positive_index(raw.label_names, cfg.data.get("positive_label"))
+    if positive is None:
+        log.info("eval_f1: macro average over the %d classes", len(raw.label_names))
+    else:
+        log.info("eval_f1: F1 of label %r (index %d)", raw.label_names[positive], positive)
     total = plan_steps(cfg, len(raw.train))  # raises ConfigError on a too-long warm-up / decay
     tokenizer = model_mod.load_tokenizer(cfg.model)
     train, evals = data_mod.tokenize(raw, tokenizer, cfg.data.max_length, cfg.data.cache_dir)
@@ -93,6 +108,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         eval=evals,
         total_steps=total,
         eval_subset=eval_subset(evals, cfg.trainer.eval_subset),
+        positive_index=positive,
     )
 
 
@@ -104,11 +120,19 @@ def config_key(cfg: DictConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def f1(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> float:
-    """F1 of class 1 for two classes (0 when it has no true or predicted sample), else the
-    unweighted mean over the classes that occur in labels or predictions (macro): scikit-learn's
-    f1_score with zero_division=0, without its ~2 s import in every worker process
-    (tests/test_perf.py compares the two)."""
+def f1_params(label_names: list[str], positive: int | None) -> dict[str, str]:
+    """`metrics.f1_average` and `metrics.f1_positive_label` for these labels (see Prepared)."""
+    if len(label_names) > 2 or positive is None:
+        return {"metrics.f1_average": "macro", "metrics.f1_positive_label": "-"}
+    return {"metrics.f1_average": "binary", "metrics.f1_positive_label": str(label_names[positive])}
+
+
+def f1(labels: np.ndarray, preds: np.ndarray, n_classes: int, positive: int | None = 1) -> float:
+    """F1 of class `positive` (a label index, default 1) for two classes (0 when it has no true or
+    predicted sample), else the unweighted mean over the classes that occur in labels or
+    predictions (macro; `positive` is not used): scikit-learn's f1_score with zero_division=0
+    (pos_label=positive, or average="macro"), without its ~2 s import in every worker process
+    (tests/test_perf.py and tests/test_labels.py compare the two)."""
 
     def of(c: int) -> float:
         tp = int(np.sum((preds == c) & (labels == c)))
@@ -116,18 +140,19 @@ def f1(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> float:
         return 2 * tp / denom if denom else 0.0
 
     if n_classes == 2:
-        return of(1)
+        return of(1 if positive is None else int(positive))
     return float(np.mean([of(int(c)) for c in np.union1d(labels, preds)]))
 
 
-def compute_metrics(pred) -> dict[str, float]:
+def compute_metrics(pred, positive: int | None = 1) -> dict[str, float]:
+    """accuracy and f1 (of label index `positive` for two classes, else macro; see f1)."""
     logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
     labels = np.asarray(pred.label_ids)
     preds = np.argmax(logits, axis=-1)
     n_classes = max(int(logits.shape[-1]), 2)
     return {
         "accuracy": float((preds == labels).mean()),
-        "f1": f1(labels, preds, n_classes),
+        "f1": f1(labels, preds, n_classes, positive),
     }
 
 
@@ -392,7 +417,7 @@ def run_training(
         data_collator=DataCollatorWithPadding(
             prep.tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None
         ),
-        compute_metrics=compute_metrics,
+        compute_metrics=partial(compute_metrics, positive=prep.positive_index),
         callbacks=[callback, perf, *(callbacks or [])],
         optimizers=(opt, sched),
         eval_subset=prep.eval_subset,

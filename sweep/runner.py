@@ -219,6 +219,8 @@ def run_job(
         tracker.log_params(params_of(resolved(cfg)))
         tracker.log_text(config_yaml(cfg), "config.yaml")
         prepared = prepared or loop.prepare(cfg)
+        # what eval_f1 means (binary F1 of which label, or macro), known once the data are loaded
+        tracker.log_params(prepared.f1_params())
         tracker.set_tags(
             {
                 "sweep.data_fingerprint": prepared.raw.fingerprint,
