@@ -400,12 +400,24 @@ def fail_stale(
 
 
 def retry(study: optuna.Study, t: FrozenTrial, retries: int) -> None:
-    """Enqueue `t`'s params again; the new trial stands in for `t` in the budget."""
-    study.enqueue_trial(dict(t.params), skip_if_exists=False)
-    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    newest = max(waiting, key=lambda w: w.number)
-    study._storage.set_trial_system_attr(newest._trial_id, RETRY_OF, t.number)
-    study._storage.set_trial_system_attr(newest._trial_id, RETRIES, retries)
+    """Enqueue `t`'s params again; the new trial stands in for `t` in the budget.
+
+    One write: the WAITING trial is created with its params and its tags (what
+    `study.enqueue_trial` stores, plus RETRY_OF / RETRIES), a single record in a journal and a
+    single transaction in an RDB storage. No process ever sees it untagged, and processes that
+    retry at the same moment cannot tag each other's trial, so no lock is needed. `study.ask()`
+    pops it like an enqueued trial: each suggest_* returns `t`'s value (Optuna's
+    "fixed_params"), and only the params the trial suggests again are recorded on it."""
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            system_attrs={
+                "fixed_params": dict(t.params),
+                RETRY_OF: t.number,
+                RETRIES: retries,
+            },
+        )
+    )
 
 
 def enqueue_known(study: optuna.Study, configs: list[dict[str, Any]]) -> None:
@@ -436,7 +448,10 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome, error: str, seconds:
 
 
 def interrupt(study: optuna.Study, trial: optuna.Trial, parent) -> None:
-    """Ctrl-C during a trial: FAIL it and enqueue it again, so a re-run resumes it."""
+    """Ctrl-C during a trial: FAIL it and enqueue it again, so a re-run resumes it.
+
+    Needs no study lock: `retry` is one atomic write, and only the process whose FAIL lands
+    retries the trial (a concurrent `fail_stale` that failed it first makes `tell` raise)."""
     with contextlib.suppress(Exception):
         study._storage.set_trial_system_attr(trial._trial_id, FAIL_REASON, "interrupted (Ctrl-C)")
         study.tell(trial, state=TrialState.FAIL)
