@@ -168,9 +168,9 @@ def arm_ours(a: argparse.Namespace, seed: int, wd: Path) -> dict:
         sys.exit(f"ours failed ({proc.returncode}); see {wd / 'output.log'}")
     peak_kb = max(peak_kb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
-    study = optuna.load_study(
-        study_name="bench", storage=open_storage(f"journal://{wd / '.sweep' / 'bench.journal'}")
-    )
+    storage = open_storage(f"journal://{wd / '.sweep' / 'bench.journal'}")
+    (name,) = optuna.study.get_all_study_names(storage=storage)  # bench-<identity>
+    study = optuna.load_study(study_name=name, storage=storage)
     client = tracking.client(f"sqlite:///{wd / 'mlflow.db'}")
     exp = client.get_experiment_by_name("bench")
     perf = {}

@@ -18,6 +18,8 @@ from sweep.config import mask_uri
 
 log = logging.getLogger(__name__)
 
+TRACKING_STORE = "sweep.tracking_uri"  # study user attr: the (masked) store of its parent run
+
 
 @dataclass
 class Summary:
@@ -48,28 +50,49 @@ class ParentRun:
         with self.lock:
             attrs = self.study._storage.get_study_user_attrs(self.study._study_id)
             run_id = attrs.get(study_mod.PARENT_RUN)
-            if run_id and self._exists(run_id):
+            found = self._lifecycle(run_id) if run_id else None
+            if run_id and found is None:
+                self._refuse_other_store(run_id, attrs.get(TRACKING_STORE))
+            if found == "active":
                 self.tracker.attach(run_id)
-            else:
+            else:  # a new study, or its parent run was deleted in this store
                 self.tracker.start(
                     f"sweep {self.study.study_name}",
                     tags={
                         "optuna.study": self.study.study_name,
                         "sweep.role": "parent",
                         "sweep.storage": mask_uri(self.spec.storage_url),
+                        "sweep.identity": str(attrs.get("sweep.identity", "")),
                         **tracking.environment_tags(),
                     },
                 )
                 self.study.set_user_attr(study_mod.PARENT_RUN, self.tracker.run_id)
+                self.study.set_user_attr(TRACKING_STORE, mask_uri(self.uri))
                 self.tracker.log_params(self._params())
         self.run_id = self.tracker.run_id
 
-    def _exists(self, run_id: str) -> bool:
+    def _lifecycle(self, run_id: str) -> str | None:
+        """`active` or `deleted` for a run of this store; None when this store has no such run."""
         try:
-            run = self.tracker.client.get_run(run_id)
-            return run.info.lifecycle_stage == "active"
-        except Exception:  # noqa: BLE001 - deleted or from another store
-            return False
+            return self.tracker.client.get_run(run_id).info.lifecycle_stage
+        except Exception:  # noqa: BLE001 - not in this store (or purged from it)
+            return None
+
+    def _refuse_other_store(self, run_id: str, recorded: str | None) -> None:
+        """The study's parent run is not in this tracking store: its trials live in another
+        one, and a second parent here would split the sweep across two stores. Only a parent
+        purged from the very store it was made in is made again."""
+        from sweep.tracking import TrackingError
+
+        here = mask_uri(self.uri)
+        if recorded == here:
+            return
+        where = f"in {recorded}" if recorded else "in another tracking store"
+        raise TrackingError(
+            f"study {self.study.study_name!r} has its MLflow parent run {run_id} {where}, not in "
+            f"{here}: use that tracking.uri to resume it, or another hydra.sweeper.study_name "
+            "for a new sweep here"
+        )
 
     def _params(self) -> dict[str, str]:
         s = self.spec

@@ -172,7 +172,9 @@ def _finite(x: Any) -> bool:
 # --------------------------------------------------------------------------- Optuna
 
 
-def storage_candidates(parent, study: str, storage: str | None) -> list[str]:
+def storage_candidates(
+    parent, study: str, storage: str | None, experiment: str | None = None
+) -> list[str]:
     if storage:
         return [storage]
     from sweep.study import default_storage
@@ -181,16 +183,16 @@ def storage_candidates(parent, study: str, storage: str | None) -> list[str]:
     tagged = parent.data.tags.get("sweep.storage")
     if tagged:
         out.append(tagged)
-    local = default_storage(study)
+    local = default_storage(experiment or study, study)
     if local not in out:
         out.append(local)
     return out
 
 
-def load_study(parent, study_name: str, storage: str | None = None):
+def load_study(parent, study_name: str, storage: str | None = None, experiment: str | None = None):
     """The Optuna study of this sweep, or (None, why not)."""
     why = []
-    for url in storage_candidates(parent, study_name, storage):
+    for url in storage_candidates(parent, study_name, storage, experiment):
         shown = mask_uri(url)
         if f":{MASK}@" in url:
             why.append(f"{shown} has a masked password (pass --storage URL)")
@@ -323,7 +325,7 @@ def collect(
     from sweep import study as study_mod
     from sweep.reproduce import get_experiment, open_store
 
-    uri = resolve_uri(tracking_uri)
+    uri = resolve_uri(tracking_uri, option="--tracking-uri")
     client = open_store(uri)
     exp = get_experiment(client, experiment, uri)
     parent, notes = find_parent(client, exp, study)
@@ -345,7 +347,9 @@ def collect(
         source="MLflow (parent and child runs)",
         notes=notes,
     )
-    optuna_study, where = load_study(parent, name, storage) if use_optuna else (None, "")
+    optuna_study, where = (
+        load_study(parent, name, storage, experiment) if use_optuna else (None, "")
+    )
     if optuna_study is not None:
         sweep.source = f"Optuna study in {where}, with MLflow"
         sweep.direction = optuna_study.direction.name.lower()

@@ -504,7 +504,7 @@ def train_command(overrides: list[str]) -> str:
 
 
 def show_best(experiment: str, tracking_uri: str | None = None, out: Printer = _out) -> int:
-    uri = resolve_uri(tracking_uri)
+    uri = resolve_uri(tracking_uri, option="--tracking-uri")
     client = open_store(uri)
     b = best_run(client, experiment, uri)
     run = b.run
@@ -613,7 +613,7 @@ def reproduce(
         raise ReproduceError("--best needs --experiment NAME")
     if atol < 0 or not math.isfinite(atol):
         raise ReproduceError(f"--atol must be a finite number >= 0, got {atol}")
-    uri = resolve_uri(tracking_uri)
+    uri = resolve_uri(tracking_uri, option="--tracking-uri")
     client = open_store(uri)
     if best:
         b = best_run(client, experiment, uri)  # type: ignore[arg-type]

@@ -49,11 +49,19 @@ class StorageError(RuntimeError):
     """The Optuna storage cannot be used; one line naming the (masked) URL."""
 
 
-def default_storage(study_name: str) -> str:
-    """A journal file in `.sweep/` of the working directory, keyed by study name: stable across
-    runs (Hydra's sweep dirs are timestamped), and safe for several local worker processes."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study_name)
-    return f"journal://{(Path.cwd() / '.sweep' / f'{safe}.journal').resolve()}"
+def default_storage(experiment: str, study_name: str | None = None) -> str:
+    """A journal file in `.sweep/` of the working directory, one per experiment, holding the
+    studies of its sweeps: stable across runs (Hydra's sweep dirs are timestamped), and safe for
+    several local worker processes. A study named explicitly used to get a journal of its own
+    name: where that file exists, it is still the one."""
+
+    def path(name: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        return (Path.cwd() / ".sweep" / f"{safe}.journal").resolve()
+
+    if study_name and path(study_name).is_file():
+        return f"journal://{path(study_name)}"
+    return f"journal://{path(experiment)}"
 
 
 def journal_path(url: str) -> Path | None:

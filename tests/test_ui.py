@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, mlflow_client, run_train, runs_of, sweep_cli
+from conftest import ROOT, TINY, mlflow_client, run_train, runs_of, sweep_cli, sweep_study
 from services import unavailable
 
 from sweep import ui
@@ -224,14 +224,7 @@ def _assert_report(page: str, states: dict[str, str], best_value: float) -> None
 
 
 def test_report_from_optuna_and_from_mlflow_alone(swept, tmp_path):
-    import optuna
-
-    from sweep.study import open_storage
-
-    study = optuna.load_study(
-        study_name=EXPERIMENT,
-        storage=open_storage(f"journal://{swept / '.sweep' / (EXPERIMENT + '.journal')}"),
-    )
+    study = sweep_study(swept, EXPERIMENT)
     states = {str(t.number): t.state.name for t in study.trials}
     assert len(states) == N_TRIALS
     best_value = study.best_value
