@@ -113,6 +113,41 @@ def mlflow_client(workdir: Path):
     return client(f"sqlite:///{workdir / 'mlflow.db'}")
 
 
+def sweep_study(workdir: Path, experiment: str, storage: str | None = None):
+    """The one Optuna study a sweep made in `workdir`'s default journal for `experiment` (its
+    name carries the sweep's identity: `<experiment>-<8 hex>`)."""
+    import optuna
+
+    from sweep.study import open_storage
+
+    opened = open_storage(storage or f"journal://{workdir / '.sweep' / (experiment + '.journal')}")
+    names = optuna.study.get_all_study_names(storage=opened)
+    assert len(names) == 1, f"expected one study, found {names}"
+    return optuna.load_study(study_name=names[0], storage=opened)
+
+
+def wait_for_metric(
+    workdir: Path, proc, experiment: str, metric: str = "eval_f1", timeout: float = 180
+):
+    """(client, run): the first run of `experiment` in `workdir`'s store once it has logged
+    `metric`, polled while `proc` runs; fails with the end of its log otherwise."""
+    import time
+
+    client, run = None, None
+    deadline = time.time() + timeout
+    while run is None and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if (workdir / "mlflow.db").exists():
+            client = client or mlflow_client(workdir)
+            exp = client.get_experiment_by_name(experiment)
+            runs = client.search_runs([exp.experiment_id]) if exp else []
+            if runs and metric in runs[0].data.metrics:
+                run = runs[0]
+    log = workdir / "train.log"
+    assert run is not None, log.read_text()[-2000:] if log.exists() else "no run"
+    return client, run
+
+
 def runs_of(client, experiment: str):
     exp = client.get_experiment_by_name(experiment)
     assert exp is not None, f"no MLflow experiment {experiment!r}"

@@ -17,11 +17,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, mlflow_client
+from conftest import ROOT, TINY, wait_for_metric
 
 NESTED = [
     "tests/test_docker.py::test_postgres_init_creates_roles_and_databases",
@@ -107,18 +106,8 @@ def test_a_run_that_inherited_sigint_ignored_keeps_ignoring_it(workdir):
             start_new_session=True,
             preexec_fn=_ignore_sigint,
         )
-    client = None
-    deadline = time.time() + 180
-    run = None
-    while run is None and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-        if (workdir / "mlflow.db").exists():
-            client = client or mlflow_client(workdir)
-            exp = client.get_experiment_by_name("tiny-synthetic")
-            runs = client.search_runs([exp.experiment_id]) if exp else []
-            if runs and "eval_f1" in runs[0].data.metrics:
-                run = runs[0]
-    assert run is not None and proc.poll() is None, log.read_text()[-2000:]
+    client, run = wait_for_metric(workdir, proc, "tiny-synthetic")
+    assert proc.poll() is None, log.read_text()[-2000:]  # still training when Ctrl-C comes
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=300) == 0, log.read_text()[-2000:]
     run = client.get_run(run.info.run_id)

@@ -257,12 +257,22 @@ def test_error_experiment_without_finished_trial(swept):
 
 def test_error_unreachable_store_is_fast(workdir):
     t0 = time.monotonic()
-    r = sweep_cli(["reproduce", "abc", "--tracking-uri", "http://127.0.0.1:9"], workdir, timeout=60)
-    assert time.monotonic() - t0 < 10
+    r = sweep_cli(
+        ["reproduce", "abc", "--tracking-uri", "http://127.0.0.1:9"], workdir, timeout=120
+    )
+    seconds = time.monotonic() - t0
     assert r.returncode == 2
     line = error_line(r)
     assert "http://127.0.0.1:9" in line and "unreachable" in line
     assert not (workdir / "mlflow.db").exists()
+    # judged against the same command failing on a local error at the same check (a cold start
+    # is slow on a loaded machine): the check's timeout is 5 s; MLflow's own retries take minutes
+    missing = f"sqlite:///{workdir / 'missing' / 'mlflow.db'}"
+    t0 = time.monotonic()
+    local = sweep_cli(["reproduce", "abc", "--tracking-uri", missing], workdir, timeout=120)
+    baseline = time.monotonic() - t0
+    assert local.returncode == 2 and "does not exist" in error_line(local)
+    assert seconds - baseline < 20, f"{seconds:.1f} s; a local error {baseline:.1f} s"
 
 
 def test_error_missing_sqlite_store_is_not_created(workdir):

@@ -6,14 +6,24 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, compose, mlflow_client, run_train, runs_of, start_train
+from conftest import (
+    TINY,
+    compose,
+    mlflow_client,
+    run_train,
+    runs_of,
+    start_train,
+    wait_for_metric,
+)
 
+from sweep.data import load_raw
 from sweep.loop import run_training
 
 
@@ -44,7 +54,10 @@ def test_single_run_writes_metrics_params_tags_and_config(workdir):
     t = run.data.tags
     assert len(t["sweep.git_commit"]) == 40 and t["sweep.git_dirty"] in ("true", "false")
     assert t["sweep.version.transformers"] and t["sweep.version.torch"]
-    assert len(t["sweep.data_fingerprint"]) >= 12
+    # the fingerprint of exactly the data this run trained on (16 hex digits)
+    data_cfg = compose([x for x in TINY if not x.startswith("hydra.")]).data
+    assert t["sweep.data_fingerprint"] == load_raw(data_cfg).fingerprint
+    assert re.fullmatch(r"[0-9a-f]{16}", t["sweep.data_fingerprint"])
     assert "optimizer.lr=3e-4" in t["sweep.overrides"]
     # config.yaml: the fully resolved config
     path = client.download_artifacts(run.info.run_id, "config.yaml", str(workdir))
@@ -100,24 +113,15 @@ def test_objective_at_best_and_final(workdir):
 def test_ctrl_c_ends_the_run_killed_and_keeps_its_metrics(workdir):
     args = [*TINY, "data.train_size=2000", "trainer.max_steps=2000", "trainer.eval_every=50"]
     proc = start_train(args, workdir)
-    client = None
-    deadline = time.time() + 120
-    run = None
-    while time.time() < deadline:
-        time.sleep(1)
-        if (workdir / "mlflow.db").exists():
-            client = client or mlflow_client(workdir)
-            exp = client.get_experiment_by_name("tiny-synthetic")
-            runs = client.search_runs([exp.experiment_id]) if exp else []
-            if runs and "eval_f1" in runs[0].data.metrics:
-                run = runs[0]
-                break
-    assert run is not None, (workdir / "train.log").read_text()[-2000:]
+    client, run = wait_for_metric(workdir, proc, "tiny-synthetic")
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     run = client.get_run(run.info.run_id)
     assert run.info.status == "KILLED"
-    assert len(client.get_metric_history(run.info.run_id, "train_loss")) >= 5
+    # eval_f1 was in, so step 50 was reached: every train_loss point up to it (logged every 5
+    # steps) is kept
+    steps = {m.step for m in client.get_metric_history(run.info.run_id, "train_loss")}
+    assert set(range(5, 51, 5)) <= steps, sorted(steps)
     assert "interrupted" in (workdir / "train.log").read_text()
 
 
