@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -456,14 +457,16 @@ def stub_bin(tmp_path: Path, name: str, passthrough: bool) -> Path:
     record = folder / f"{name}-record.py"
     record.write_text(RECORDER.format(python=sys.executable))
     stub = folder / name
+    # quoted: the interpreter and the checkout may sit on a path with a space
+    python, record_q = shlex.quote(sys.executable), shlex.quote(str(record))
     if passthrough:
         stub.write_text(
             "#!/bin/sh\n"
-            f'if [ "${{1:-}}" = train.py ]; then exec {sys.executable} {record} "$@"; fi\n'
-            f'exec {sys.executable} "$@"\n'
+            f'if [ "${{1:-}}" = train.py ]; then exec {python} {record_q} "$@"; fi\n'
+            f'exec {python} "$@"\n'
         )
     else:
-        stub.write_text(f'#!/bin/sh\nexec {sys.executable} {record} "$@"\n')
+        stub.write_text(f'#!/bin/sh\nexec {python} {record_q} "$@"\n')
     stub.chmod(0o755)
     if name != "python":  # the wrappers need a python too
         (folder / "python").symlink_to(sys.executable)
