@@ -34,7 +34,7 @@ from transformers.utils import logging as hf_logging
 from sweep import data as data_mod
 from sweep import model as model_mod
 from sweep import optim
-from sweep.config import interactive, plan_steps, warmup_steps
+from sweep.config import ConfigError, interactive, plan_steps, warmup_steps
 from sweep.perf import PerfCallback
 from sweep.tracking import NullTracker
 
@@ -295,6 +295,21 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
+def check_compile(cfg: DictConfig) -> None:
+    """trainer.compile on a CPU needs torch's inductor to build C++ kernels, and it passes torch's
+    library folder to g++ unquoted: under a path with a space the link fails deep in the first
+    step. Refused up front instead, in one line (a CUDA device compiles its kernels with Triton)."""
+    t = cfg.trainer
+    on_gpu = t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
+    where = str(Path(torch.__file__).parent)
+    if t.get("compile") and not on_gpu and any(c.isspace() for c in where):
+        raise ConfigError(
+            f"trainer.compile=true on a CPU cannot work with torch installed under a path with a "
+            f"space ({where}): torch's inductor does not quote it; move the environment or set "
+            "trainer.compile=false"
+        )
+
+
 def settle_precision(cfg: DictConfig) -> None:
     """Replace trainer.precision=auto by what it means on this machine (bf16 on a CUDA GPU that
     supports it or a CPU with native bf16, else fp32), so the logged config, and a `reproduce`
@@ -385,6 +400,7 @@ def run_training(
     started = time.perf_counter()
     if t.threads:
         torch.set_num_threads(int(t.threads))
+    check_compile(cfg)
     settle_precision(cfg)
     hf_logging.set_verbosity_error()
     quiet_progress_bars()

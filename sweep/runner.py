@@ -178,6 +178,7 @@ def run_job(
     from sweep import loop
     from sweep.tracking import environment_tags, params_of
 
+    loop.check_compile(cfg)
     loop.settle_precision(cfg)
     # A plain run with bad data fails before it creates an MLflow run; a trial always gets its
     # child run, so a sweep's failures are visible next to its successes.
