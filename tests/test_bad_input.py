@@ -87,15 +87,7 @@ def assert_no_store(workdir: Path) -> None:
         assert not (workdir / name).exists(), f"a bad-input run created {name}"
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("case", CASES)
-def test_bad_input_is_one_error_line_and_exit_2(workdir, case, mode):
-    override, needles = CASES[case]
-    rc, errors, stdout, seconds = bad_run([*MODES[mode], *TINY, override], workdir)
-    assert_one_error_line(rc, errors, stdout, seconds, needles, f"{case} ({mode})")
-    assert_no_store(workdir)
-
-
+# the three (in CASES), and other composition errors that must read the same
 OTHER_CASES = {
     "group_option": ("scheduler=cosin", ["scheduler=cosin", "did you mean scheduler=cosine?"]),
     "sweeper_key": ("hydra.sweeper.n_trail=3", ["did you mean hydra.sweeper.n_trials?"]),
@@ -103,12 +95,13 @@ OTHER_CASES = {
     "nested_typo": ("optimiser.lr=1e-4", ["optimiser.lr", "did you mean optimizer.lr?"]),
     "int_type": ("trainer.max_steps=1.5", ["trainer.max_steps=1.5", "is not an integer"]),
 }
+ALL_CASES = {**CASES, **OTHER_CASES}
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("case", OTHER_CASES)
-def test_other_composition_errors_are_one_line_too(workdir, case, mode):
-    override, needles = OTHER_CASES[case]
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_bad_input_is_one_error_line_and_exit_2(workdir, case, mode):
+    override, needles = ALL_CASES[case]
     rc, errors, stdout, seconds = bad_run([*MODES[mode], *TINY, override], workdir)
     assert_one_error_line(rc, errors, stdout, seconds, needles, f"{case} ({mode})")
     assert_no_store(workdir)
