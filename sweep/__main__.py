@@ -99,6 +99,11 @@ def add_best(sub) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--experiment", metavar="NAME", required=True, help="MLflow experiment name")
+    p.add_argument(
+        "--study",
+        metavar="NAME",
+        help="the sweep's study when the experiment holds several (default: the newest best)",
+    )
     _add_tracking_uri(p)
     return p
 
@@ -106,7 +111,7 @@ def add_best(sub) -> argparse.ArgumentParser:
 def cmd_best(args: argparse.Namespace) -> int:
     from sweep import reproduce as rep
 
-    return rep.show_best(args.experiment, args.tracking_uri)
+    return rep.show_best(args.experiment, args.tracking_uri, study=args.study)
 
 
 # --------------------------------------------------------------------------- report

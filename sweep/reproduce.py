@@ -332,14 +332,16 @@ class Best:
     notes: list[str] = field(default_factory=list)
 
 
-def best_run(client, experiment: str, uri: str) -> Best:
+def best_run(client, experiment: str, uri: str, study: str | None = None) -> Best:
     """The run tagged optuna.best=true (the most recent one if several studies share the
-    experiment), else the finished COMPLETE trial with the best value of its objective."""
+    experiment, or the one of `study`), else the finished COMPLETE trial with the best value of
+    its objective."""
     exp = get_experiment(client, experiment, uri)
     ids = [exp.experiment_id]
+    of_study = f" and tags.`optuna.study` = '{study}'" if study else ""
     flagged = client.search_runs(
         ids,
-        filter_string="tags.`optuna.best` = 'true'",
+        filter_string="tags.`optuna.best` = 'true'" + of_study,
         order_by=["attributes.start_time DESC"],
         max_results=50,
     )
@@ -355,9 +357,14 @@ def best_run(client, experiment: str, uri: str) -> Best:
         if len(flagged) > 1:
             best.notes.append(
                 f"{len(flagged)} runs of experiment {experiment!r} are tagged optuna.best=true "
-                "(several studies): taking the most recent"
+                "(several studies): taking the most recent (choose one with --study)"
             )
         return best
+    if study:
+        raise ReproduceError(
+            f"study {study!r} of experiment {experiment!r} has no run tagged optuna.best=true "
+            f"(in {mask_uri(uri)})"
+        )
 
     finished = client.search_runs(
         ids,
@@ -503,10 +510,15 @@ def train_command(overrides: list[str]) -> str:
     return " ".join(["python", "train.py", *(shlex.quote(o) for o in overrides)])
 
 
-def show_best(experiment: str, tracking_uri: str | None = None, out: Printer = _out) -> int:
+def show_best(
+    experiment: str,
+    tracking_uri: str | None = None,
+    out: Printer = _out,
+    study: str | None = None,
+) -> int:
     uri = resolve_uri(tracking_uri, option="--tracking-uri")
     client = open_store(uri)
-    b = best_run(client, experiment, uri)
+    b = best_run(client, experiment, uri, study)
     run = b.run
     for note in b.notes:
         _warn(note)

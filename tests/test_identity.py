@@ -17,7 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import TINY, compose, mlflow_client, run_train, runs_of
+from conftest import TINY, compose, mlflow_client, run_train, runs_of, sweep_cli
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -213,6 +213,13 @@ def test_a_changed_search_space_starts_its_own_sweep_and_each_command_resumes_it
     runs = runs_of(mlflow_client(workdir), EXPERIMENT)
     parents = {r.data.tags["optuna.study"] for r in runs if r.data.tags.get("sweep.role")}
     assert parents == {old_name, new_name}
+
+    # `best` takes the newest sweep's best, or the one of --study
+    for study, want in ((None, new_name), (old_name, old_name)):
+        args = ["best", "--experiment", EXPERIMENT] + (["--study", study] if study else [])
+        shown = sweep_cli(args, workdir)
+        assert shown.returncode == 0, shown.stderr
+        assert f"(study {want}, trial" in shown.stdout
 
     again = run_train(SWEEP, workdir)  # the first command again: its own study, nothing to run
     assert again.returncode == 0, again.stdout[-3000:]
