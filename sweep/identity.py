@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, distribution_to_json
 
-from sweep.config import flatten, resolved
+from sweep.config import flatten, is_secret_key, mask_uri, resolved
 
 DIGEST = "sweep.identity"
 DOC = "sweep.identity_doc"
@@ -58,18 +58,44 @@ def _searched(key: str, searched: set[str]) -> bool:
     return any(key == s or key.startswith(f"{s}.") for s in searched)
 
 
+def schema_defaults() -> dict[str, Any]:
+    """The flattened defaults of the config schema (`???` where a value is required)."""
+    from sweep.config import Config
+
+    tree = OmegaConf.to_container(OmegaConf.structured(Config), throw_on_missing=False)
+    return flatten(tree)
+
+
+def _shown(key: str, value: Any) -> Any:
+    """A value as the document keeps it: a secret-keyed one as a digest of itself (a change
+    still changes the identity, the value never reaches the storage), URI credentials masked."""
+    if value is not None and is_secret_key(key):
+        return "sha256:" + hashlib.sha256(str(value).encode()).hexdigest()[:12]
+    return mask_uri(value) if isinstance(value, str) else value
+
+
 def describe(
     base: DictConfig,
     distributions: dict[str, BaseDistribution],
     conditions: dict[str, Any],
     settings: dict[str, Any],
+    pinned: set[str] | frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """The identity document: plain JSON-able values only."""
+    """The identity document: plain JSON-able values only.
+
+    Config values equal to the schema's default are left out, so a key added to the schema
+    later (with its default) leaves every existing sweep's identity as it was. `pinned` are the
+    keys the sweep's fixed overrides set: kept even inside a searched config group
+    (`scheduler.warmup_ratio=0.1` while `scheduler` is searched still shapes every trial)."""
     searched = set(distributions)
+    defaults = schema_defaults()
     config = {
-        k: v
+        k: _shown(k, v)
         for k, v in flatten(resolved(base)).items()
-        if not _volatile(k) and not _searched(k, searched)
+        if not _volatile(k)
+        and k not in searched
+        and (k in pinned or not _searched(k, searched))
+        and (k not in defaults or defaults[k] != v)
     }
     return {
         "space": {k: json.loads(distribution_to_json(d)) for k, d in sorted(distributions.items())},
@@ -126,10 +152,14 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         else:
             out.append(f"{key} {_dist_text(a)} -> {_dist_text(b)}")
     searched = set(old_space) | set(new_space)
+    defaults = schema_defaults()  # what a key left out of a document stood for
     for key in sorted(set(old_cfg) | set(new_cfg)):
-        if _searched(key, searched) or old_cfg.get(key) == new_cfg.get(key):
+        a, b = (c.get(key, defaults.get(key, "-")) for c in (old_cfg, new_cfg))
+        # a key of a config group searched on one side only is the group's swap, named above
+        one_sided = _searched(key, searched) and not (key in old_cfg and key in new_cfg)
+        if key in searched or a == b or one_sided:
             continue
-        out.append(f"{key} {_fmt(old_cfg.get(key, '-'))} -> {_fmt(new_cfg.get(key, '-'))}")
+        out.append(f"{key} {_fmt(a)} -> {_fmt(b)}")
     if old.get("conditions") != new.get("conditions"):
         out.append("hydra.sweeper.conditions changed")
     old_s, new_s = old.get("sweeper", {}), new.get("sweeper", {})

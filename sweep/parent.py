@@ -72,11 +72,21 @@ class ParentRun:
         self.run_id = self.tracker.run_id
 
     def _lifecycle(self, run_id: str) -> str | None:
-        """`active` or `deleted` for a run of this store; None when this store has no such run."""
+        """`active` or `deleted` for a run of this store; None when this store has no such run.
+        Any other failure (a server error, a timeout) is not an answer: one line, stop."""
+        from mlflow.exceptions import MlflowException
+
+        from sweep.tracking import TrackingError
+
         try:
             return self.tracker.client.get_run(run_id).info.lifecycle_stage
-        except Exception:  # noqa: BLE001 - not in this store (or purged from it)
-            return None
+        except MlflowException as e:
+            if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else e.error_code
+            raise TrackingError(
+                f"cannot read the sweep's parent run {run_id} from {mask_uri(self.uri)}: {first}"
+            ) from None
 
     def _refuse_other_store(self, run_id: str, recorded: str | None) -> None:
         """The study's parent run is not in this tracking store: its trials live in another

@@ -59,6 +59,7 @@ from sweep.runner import TrialContext, TrialOutcome, set_trial_context
 from sweep.tracking import TrackingError
 
 log = logging.getLogger(__name__)
+_ABSENT = object()
 
 
 class SweepError(RuntimeError):
@@ -268,11 +269,14 @@ class SweepRunner:
                 ends = [dist.low, dist.high]
             for v in ends:
                 try:
-                    if isinstance(v, int | float) and not isinstance(v, bool) and "/" not in name:
+                    known = OmegaConf.select(base, name, default=_ABSENT) is not _ABSENT
+                    plain = isinstance(v, int | float) and not isinstance(v, bool)
+                    if plain and known and "/" not in name:
                         # a numeric end of a plain key: set it on the base (composing costs ~0.5s)
                         cfg = copy.deepcopy(base)
                         OmegaConf.update(cfg, name, v, merge=False)
-                    else:  # a config group choice (scheduler=cosine) needs Hydra's composition
+                    else:  # a config group choice (scheduler=cosine), or a key the config lacks
+                        # (a typo: Hydra's composition names it), needs Hydra's composition
                         cfg = self._job_config([*fixed, to_override(name, v)])
                     validate(cfg, check_device=False)
                 except ConfigError as e:
@@ -351,6 +355,7 @@ class SweepRunner:
                 "pruner_warmup_steps": o.pruner_warmup_steps,
                 "prune_on": o.prune_on or objective,
             },
+            pinned={f.split("=", 1)[0].lstrip("+~") for f in fixed},
         )
         ident = identity.digest(ident_doc)
         study_name, note = identity.choose_study(

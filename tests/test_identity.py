@@ -81,6 +81,20 @@ def test_what_shapes_a_trial_changes_the_identity_and_is_named():
     assert diffs == ["optimizer.lr range 3e-05..0.0004 (log) -> range 1e-05..0.0001"]
     assert identity.differences(base, changed["model"]) == ["model.hidden_size 32 -> 64"]
     assert identity.differences(base, changed["sampler"]) == ["hydra.sweeper.sampler tpe -> random"]
+    # a value fixed inside a searched config group still shapes every trial
+    pinned = {"scheduler.end_lr"}
+    low, high = (
+        identity.describe(
+            compose([*TINY[:-1], f"scheduler.end_lr={v}"]), space, {}, SETTINGS, pinned
+        )
+        for v in (1e-6, 1e-5)
+    )
+    assert identity.digest(low) != identity.digest(high)
+    assert identity.differences(low, high) == ["scheduler.end_lr 1e-06 -> 1e-05"]
+    # secrets never enter the document, but a changed one still changes the identity
+    tok = [doc_of([*TINY[:-1], f"+model.hf_token=hf_secret{i}"], space) for i in range(2)]
+    assert "hf_secret" not in json.dumps(tok[0])
+    assert identity.digest(tok[0]) != identity.digest(tok[1])
     fixed = doc_of([*TINY[:-1], "scheduler=cosine"], {"optimizer.lr": LR})
     assert "scheduler choice constant, linear, cosine, polynomial -> cosine" in (
         identity.differences(base, fixed)
