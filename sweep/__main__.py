@@ -137,7 +137,7 @@ def add_report(sub) -> argparse.ArgumentParser:
         "--storage",
         metavar="URL",
         help="Optuna storage URL (default: the parent run's tag sweep.storage, else "
-        ".sweep/<study>.journal here); needed when the tagged URL has a masked password",
+        ".sweep/<experiment>.journal here); needed when the tagged URL has a masked password",
     )
     p.add_argument(
         "--mlflow-only", action="store_true", help="ignore the Optuna study; use MLflow alone"

@@ -155,6 +155,19 @@ def _require(ok: bool, message: str) -> None:
 
 def validate(cfg: DictConfig, *, check_device: bool = True) -> None:
     """Cross-field checks that need no data. Raises ConfigError naming the key."""
+    from omegaconf.errors import MissingMandatoryValue
+
+    try:
+        _validate(cfg, check_device=check_device)
+    except MissingMandatoryValue as e:  # `???` left in (e.g. `~model`, `tracking.experiment=???`)
+        key = getattr(e, "full_key", None) or str(e).splitlines()[0]
+        raise ConfigError(
+            f"{key} is required and has no value: set it on the command line"
+        ) from None
+
+
+def _validate(cfg: DictConfig, *, check_device: bool) -> None:
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # every `???` is filled
     o, s, t, d, m = cfg.optimizer, cfg.scheduler, cfg.trainer, cfg.data, cfg.model
     _require(o.name in OPTIMIZERS, f"optimizer.name must be one of {OPTIMIZERS}, got {o.name!r}")
     _require(math.isfinite(o.lr) and o.lr > 0, f"optimizer.lr must be > 0, got {o.lr}")
@@ -451,8 +464,9 @@ class SweeperConfig:
     direction: str | None = None  # maximize | minimize; default from trainer.objective
     params: dict[str, Any] = field(default_factory=dict)  # Hydra's sweep grammar, or fixed values
     conditions: dict[str, Any] = field(default_factory=dict)  # param -> {other_param: [values]}
-    storage: str | None = None  # Optuna storage URL; default: .sweep/<study>.journal in the cwd
-    study_name: str | None = None  # default: the MLflow experiment name
+    storage: str | None = None  # Optuna storage URL; default: .sweep/<experiment>.journal (cwd)
+    # default: <experiment>-<8 hex of the sweep's identity> (sweep/identity.py)
+    study_name: str | None = None
     n_jobs: int = (
         1  # trials launched at once (with a parallel launcher, e.g. hydra/launcher=joblib)
     )

@@ -8,7 +8,7 @@ learning rate vs. objective by schedule, parameter importances, the objective's 
 trial). Plotly's JavaScript is inlined, so the file opens anywhere, offline, and can be mailed.
 
 Where the numbers come from: the Optuna study when its storage (tag `sweep.storage` of the parent
-run, else `.sweep/<study>.journal` in the working directory, else `--storage`) is reachable and
+run, else `.sweep/<experiment>.journal` in the working directory, else `--storage`) is reachable and
 belongs to this sweep; otherwise MLflow alone (the parent run and its child runs), which is all a
 colleague who was sent the MLflow store has.
 """

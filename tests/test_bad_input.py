@@ -94,6 +94,7 @@ OTHER_CASES = {
     "parse": ("optimizer.lr=(", ["cannot parse override 'optimizer.lr=('"]),
     "nested_typo": ("optimiser.lr=1e-4", ["optimiser.lr", "did you mean optimizer.lr?"]),
     "int_type": ("trainer.max_steps=1.5", ["trainer.max_steps=1.5", "is not an integer"]),
+    "missing_value": ("tracking.experiment=???", ["tracking.experiment is required"]),
 }
 ALL_CASES = {**CASES, **OTHER_CASES}
 
@@ -107,13 +108,19 @@ def test_bad_input_is_one_error_line_and_exit_2(workdir, case, mode):
     assert_no_store(workdir)
 
 
-def test_a_typo_in_a_searched_key_names_the_key(workdir):
-    rc, errors, stdout, seconds = bad_run(
-        ["-m", *TINY, "optimizer.lrr=tag(log, interval(1e-5, 1e-3))"], workdir
-    )
-    needles = ["search space optimizer.lrr", "did you mean optimizer.lr?"]
+@pytest.mark.parametrize(
+    "searched",
+    [
+        "optimizer.lrr=tag(log, interval(1e-5, 1e-3))",  # a typo below a known node
+        "optimiser.lr=choice(1, 2)",  # a typo at the top: nothing to refuse it but composition
+    ],
+)
+def test_a_typo_in_a_searched_key_names_the_key(workdir, searched):
+    rc, errors, stdout, seconds = bad_run(["-m", *TINY, searched], workdir)
+    key = searched.split("=")[0]
+    needles = [f"search space {key}", "did you mean optimizer.lr?"]
     assert_one_error_line(rc, errors, stdout, seconds, needles, "searched typo")
-    assert_no_store(workdir)
+    assert_no_store(workdir)  # refused before any study, parent run or trial
 
 
 @pytest.mark.parametrize("mode", MODES)
