@@ -563,5 +563,9 @@ def test_enqueued_configurations_run_first_and_timeout_stops_new_trials(workdir)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "timeout of 1.0s reached" in proc.stdout
     study = study_of(workdir)
-    assert len(study.trials) == 1  # the timeout let only the first trial start
+    # no trial started after the timeout (however fast this machine runs trials), so the budget
+    # of 6 was not reached; the known configuration ran first
+    starts = [t.datetime_start for t in study.trials]
+    assert all((s - starts[0]).total_seconds() <= 1.5 for s in starts), starts
+    assert len(study.trials) < 6
     assert study.trials[0].params == {"optimizer.lr": 3e-5, "scheduler": "constant"}
