@@ -114,10 +114,13 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             ) from None
     elif scheme == "sqlite":
         db = sqlite_path(uri)
-        if db is None or not db.parent.is_dir():
+        if db is None:  # sqlite://x.db, Sqlite:///x.db: no path MLflow would open
             raise TrackingError(
-                f"MLflow store {shown}: directory {db and db.parent} does not exist"
+                f"MLflow store {shown}: write it sqlite:///relative/path.db or "
+                "sqlite:////absolute/path.db"
             )
+        if not db.parent.is_dir():
+            raise TrackingError(f"MLflow store {shown}: directory {db.parent} does not exist")
     elif scheme in ("file", ""):
         raise TrackingError(
             f"MLflow store {shown}: the file store is refused by MLflow 3.13+; "

@@ -235,3 +235,11 @@ def test_other_schemes_are_refused_naming_the_option(uri, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     with pytest.raises(TrackingError, match=r"^MLFLOW_TRACKING_URI .*: unsupported scheme"):
         resolve_uri(None)
+
+
+@pytest.mark.parametrize("uri", ["sqlite://mlflow.db", "Sqlite:///mlflow.db"])
+def test_a_sqlite_uri_without_a_path_says_how_to_write_one(uri):
+    from sweep.tracking import check_reachable
+
+    with pytest.raises(TrackingError, match=r"write it sqlite:///relative/path\.db"):
+        check_reachable(uri)
