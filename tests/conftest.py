@@ -76,8 +76,15 @@ def run_train(args: list[str], cwd: Path, timeout: float = 300, env: dict | None
     )
 
 
-def start_train(args: list[str], cwd: Path, env: dict | None = None, log: Path | None = None):
-    """Start `python train.py ARGS` without waiting (for kill / interrupt tests)."""
+def start_train(
+    args: list[str],
+    cwd: Path,
+    env: dict | None = None,
+    log: Path | None = None,
+    preexec_fn=None,
+):
+    """Start `python train.py ARGS` without waiting (for kill / interrupt tests); `preexec_fn`
+    runs in the child before exec (e.g. to start it with SIGINT ignored)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     out = open(log or (cwd / "train.log"), "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
@@ -88,6 +95,7 @@ def start_train(args: list[str], cwd: Path, env: dict | None = None, log: Path |
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=preexec_fn,
     )
 
 

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, wait_for_metric
+from conftest import ROOT, TINY, start_train, wait_for_metric
 
 NESTED = [
     "tests/test_docker.py::test_postgres_init_creates_roles_and_databases",
@@ -95,17 +95,7 @@ def test_a_run_that_inherited_sigint_ignored_keeps_ignoring_it(workdir):
     """nohup-like use (`python train.py &` from a script) must not be interrupted by Ctrl-C."""
     args = [*TINY, "data.train_size=640", "trainer.max_steps=120", "trainer.eval_every=20"]
     log = workdir / "train.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "train.py"), *args],
-            cwd=workdir,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_ignore_sigint,
-        )
+    proc = start_train(args, workdir, log=log, preexec_fn=_ignore_sigint)
     client, run = wait_for_metric(workdir, proc, "tiny-synthetic")
     assert proc.poll() is None, log.read_text()[-2000:]  # still training when Ctrl-C comes
     os.killpg(proc.pid, signal.SIGINT)
