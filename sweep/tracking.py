@@ -11,11 +11,14 @@ directory, whose artifacts go to `mlartifacts/` beside the database file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -248,12 +251,56 @@ class NullTracker:
         pass
 
 
+@contextlib.contextmanager
+def uninterrupted():
+    """A Ctrl-C during the block takes effect when it ends. MLflow rolls a store session back on
+    an Exception only: a KeyboardInterrupt inside a write leaves its SQLite transaction open,
+    holding the write lock, and closing the run as KILLED then waits for that lock in vain. An
+    inherited "ignore", and any thread but the main one, are left as they are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous in (signal.SIG_IGN, None):
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)  # now, through the handler it would have met
+
+
+class _Uninterrupted:
+    """An MlflowClient whose every call runs `uninterrupted` (the SQLite stores: see there)."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args, **kwargs):
+            with uninterrupted():
+                return attr(*args, **kwargs)
+
+        return call
+
+
 class Tracker(NullTracker):
-    """One MLflow run, driven through MlflowClient."""
+    """One MLflow run, driven through MlflowClient (on SQLite, each call safe from a Ctrl-C)."""
 
     def __init__(self, uri: str, experiment: str, *, mlflow_client=None):
         self.uri = uri
         self.client = mlflow_client or client(uri)
+        if uri.startswith("sqlite:"):  # a server's client holds no lock; its retries stay
+            self.client = _Uninterrupted(self.client)  # interruptible during an outage
         self.experiment_id = get_or_create_experiment(self.client, uri, experiment)
         self.run_id = None
         self.pending: list[tuple[int, list]] = []  # metric batches not yet accepted by the store

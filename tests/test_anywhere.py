@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,27 @@ def test_processes_the_tests_start_get_sigint_at_its_default(workdir):
         [sys.executable, str(probe)], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "True"
+
+
+def test_a_ctrl_c_inside_a_store_write_takes_effect_when_the_write_ends():
+    """sweep.tracking.uninterrupted: an MLflow SQLite write is never cut in half (that left its
+    transaction holding the write lock, and closing the run as KILLED waited for it)."""
+    from sweep.tracking import uninterrupted
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with uninterrupted():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the handler would have raised here
+            done.append("write")
+        done.append("after")  # never: the deferred Ctrl-C is raised as the block ends
+    assert done == ["write"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:  # an inherited "ignore" stays an ignore
+        with uninterrupted():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
