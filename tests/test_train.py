@@ -129,15 +129,17 @@ def test_checkpointed_run_resumes_after_a_kill(workdir):
     args = [
         *TINY,
         "data.train_size=800",
-        "trainer.max_steps=60",
+        # 200 steps (~5 s) so the kill lands mid-run: 60 tiny steps could all finish, and save
+        # checkpoint-60, between two polls (a resume from the last step then adds one)
+        "trainer.max_steps=200",
         "trainer.checkpoint_every=10",
-        "trainer.eval_every=30",
+        "trainer.eval_every=100",
     ]
     proc = start_train(args, workdir)
     ckpt_root = workdir / "checkpoints"
     deadline = time.time() + 120
     while time.time() < deadline and not list(ckpt_root.glob("*/checkpoint-20")):
-        time.sleep(0.5)
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert list(ckpt_root.glob("*/checkpoint-*")), "no checkpoint was written"
@@ -146,7 +148,7 @@ def test_checkpointed_run_resumes_after_a_kill(workdir):
     assert "resuming from" in done.stdout
     client = mlflow_client(workdir)
     resumed = [r for r in runs_of(client, "tiny-synthetic") if "sweep.resumed_from" in r.data.tags]
-    assert len(resumed) == 1 and resumed[0].data.tags["sweep.steps"] == "60"
+    assert len(resumed) == 1 and resumed[0].data.tags["sweep.steps"] == "200"
 
 
 def test_a_checkpoint_cut_off_mid_save_is_dropped_and_the_one_before_resumes(workdir):
