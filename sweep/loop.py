@@ -295,12 +295,17 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
+def _on_gpu(t) -> bool:
+    """Whether the run's trainer config puts it on a CUDA device."""
+    return t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
+
+
 def check_compile(cfg: DictConfig) -> None:
     """trainer.compile on a CPU needs torch's inductor to build C++ kernels, and it passes torch's
     library folder to g++ unquoted: under a path with a space the link fails deep in the first
     step. Refused up front instead, in one line (a CUDA device compiles its kernels with Triton)."""
     t = cfg.trainer
-    on_gpu = t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
+    on_gpu = _on_gpu(t)
     where = str(Path(torch.__file__).parent)
     if t.get("compile") and not on_gpu and any(c.isspace() for c in where):
         raise ConfigError(
@@ -317,7 +322,7 @@ def settle_precision(cfg: DictConfig) -> None:
     t = cfg.trainer
     if t.precision != "auto":
         return
-    on_gpu = t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
+    on_gpu = _on_gpu(t)
     if on_gpu:
         native = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     else:
