@@ -42,7 +42,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from sweep import identity, workers
+from sweep import identity, interrupts, workers
 from sweep import study as study_mod
 from sweep.bad_input import describe
 from sweep.config import (
@@ -428,8 +428,10 @@ class SweepRunner:
         exit_code = 0
         reason = ""
         launched: list[Launched] = []
+        unwatch = interrupts.watch()
         try:
             while True:
+                interrupts.check()
                 if o.timeout and time.time() - started > o.timeout:
                     reason = f"timeout of {o.timeout}s reached; re-run the command to continue"
                     break
@@ -487,6 +489,7 @@ class SweepRunner:
             helpers.stop()
             raise
         finally:
+            unwatch()
             heartbeat.stop()
             if self.local:
                 with contextlib.suppress(Exception):
@@ -580,6 +583,7 @@ class SweepRunner:
     def _tell(self, study, item: Launched, ret, parent, heartbeat: Heartbeat) -> None:
         from hydra.core.utils import JobStatus
 
+        interrupts.check()  # a trial that failed because Ctrl-C was swallowed is interrupted
         trial = item.trial
         outcome: TrialOutcome | None = None
         error = ""

@@ -378,20 +378,23 @@ def test_local_workers_run_trials_side_by_side(workdir):
 
 def test_interrupted_local_workers_resume_to_exactly_n_trials(workdir):
     args = [*SWEEP, "hydra.sweeper.n_trials=6", "hydra.sweeper.n_workers=2"]
-    args += ["data.train_size=480", "data.max_train_samples=480"]  # 30 steps a trial
+    # 100 steps a trial and no pruning: the signal must find each worker inside a trial, not
+    # between two (in CI a pruned or just-finished 30-step trial left one worker between trials)
+    args += ["data.train_size=1600", "data.max_train_samples=1600", "hydra.sweeper.pruner=none"]
     proc = start_train(args, workdir)
     deadline = time.time() + 180
-    while time.time() < deadline:  # until both workers are inside a trial
+    while time.time() < deadline:  # until both workers are early inside a trial
         try:
             running = study_of(workdir).get_trials(states=(TrialState.RUNNING,))
         except Exception:  # noqa: BLE001 - the journal exists a moment before the study does
             running = []
-        if len({t.system_attrs.get(PID) for t in running} - {None}) == 2:
+        started = [t for t in running if t.intermediate_values and max(t.intermediate_values) < 50]
+        if len({t.system_attrs.get(PID) for t in started} - {None}) == 2:
             break
-        time.sleep(0.5)
+        time.sleep(0.05)
     else:
         raise AssertionError("the two workers never ran trials at the same time")
-    helper_pid = next(p for p in {t.system_attrs[PID] for t in running} if p != proc.pid)
+    helper_pid = next(p for p in {t.system_attrs[PID] for t in started} if p != proc.pid)
     proc.send_signal(signal.SIGINT)  # as Ctrl-C: the main worker passes it on to its helper
     assert proc.wait(timeout=90) == 130
     with pytest.raises(ProcessLookupError):
