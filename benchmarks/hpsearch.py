@@ -50,6 +50,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import textsets  # noqa: E402  (benchmarks/textsets.py)
 
 ARMS = ("ours", "hf_default", "hf_tuned", "hf_tuned_bf16")
 
@@ -58,8 +60,8 @@ ARMS = ("ours", "hf_default", "hf_tuned", "hf_tuned_bf16")
 
 
 def data_overrides(a: argparse.Namespace) -> list[str]:
-    if a.data == "synthetic":
-        return []
+    if a.data in textsets.NAMES:  # synthetic, or a real set in ../shared/data
+        return textsets.overrides(a.data)
     out = [
         "data=files",
         f"data.train_file={Path(a.train_file).resolve()}",
@@ -396,7 +398,25 @@ def table(results: list[dict]) -> str:
         for base in ARMS[1:]:
             if base in walls:
                 out.append(f"\nwall time ours / {base}: {walls['ours'] / walls[base]:.2f}")
+                out.append(f"best eval_f1 ours - {base}: {paired_diff(results, base)}")
     return "\n".join(out)
+
+
+def paired_diff(results: list[dict], base: str) -> str:
+    """Mean over seeds of (ours - base) in best objective, with its 95% confidence interval
+    (Student's t); each seed's two arms ran the same sampler seed on the same data."""
+    by = {(r["arm"], r["seed"]): r["best_objective"] for r in results}
+    seeds = sorted({r["seed"] for r in results})
+    d = [by[("ours", s)] - by[(base, s)] for s in seeds if ("ours", s) in by and (base, s) in by]
+    if not d:
+        return "-"
+    mean = statistics.mean(d)
+    if len(d) < 2:
+        return f"{mean:+.4f} (1 seed)"
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, len(d) - 1)) * statistics.stdev(d) / len(d) ** 0.5
+    return f"{mean:+.4f} [{mean - half:+.4f}, {mean + half:+.4f}] over {len(d)} seeds"
 
 
 def main() -> None:
@@ -404,7 +424,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--trials", type=int, default=8, help="trial budget of every arm")
     ap.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
-    ap.add_argument("--data", choices=("synthetic", "files"), default="synthetic")
+    ap.add_argument("--data", choices=(*textsets.NAMES, "files"), default="synthetic")
     ap.add_argument("--train-file")
     ap.add_argument("--validation-file")
     ap.add_argument("--text-column", default="text")

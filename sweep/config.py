@@ -106,7 +106,10 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda
     objective: str = "eval_f1"
     objective_at: str = "final"  # final | best
-    group_by_length: bool = True  # length-grouped batches: less padding
+    # random | length_grouped | bucketed (sweep/batches.py); decided on real text, BENCHMARKS.md
+    batch_order: str = "length_grouped"
+    # legacy: true = length_grouped, false = random; when set it wins over batch_order
+    group_by_length: bool | None = None
     max_grad_norm: float = 1.0
     save_model: bool = False  # log the final model to the run
     checkpoint_every: int = 0  # steps; 0 = no checkpoints. With checkpoints a rerun resumes.
@@ -144,6 +147,17 @@ def register_configs() -> None:
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "polynomial")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BATCH_ORDERS = ("random", "length_grouped", "bucketed")  # sweep/batches.py
+
+
+def batch_order(t) -> str:
+    """The order a run uses: the legacy `trainer.group_by_length`, when a config sets it (runs
+    logged before `trainer.batch_order` existed carry it), decides; else `trainer.batch_order`."""
+    if t.get("group_by_length") is None:
+        return t.batch_order
+    return "length_grouped" if t.group_by_length else "random"
+
+
 ATTENTIONS = ("sdpa", "eager", "flash_attention_2")
 OBJECTIVES = ("eval_f1", "eval_accuracy", "eval_loss")
 
@@ -220,6 +234,10 @@ def _validate(cfg: DictConfig, *, check_device: bool) -> None:
     _require(
         t.objective_at in ("final", "best"),
         f"trainer.objective_at must be final or best, got {t.objective_at!r}",
+    )
+    _require(
+        t.batch_order in BATCH_ORDERS,
+        f"trainer.batch_order must be one of {', '.join(BATCH_ORDERS)}, got {t.batch_order!r}",
     )
     _require(t.eval_subset >= 0, f"trainer.eval_subset must be >= 0, got {t.eval_subset}")
     _require(

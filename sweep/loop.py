@@ -31,10 +31,10 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from sweep import batches, optim
 from sweep import data as data_mod
 from sweep import model as model_mod
-from sweep import optim
-from sweep.config import ConfigError, interactive, plan_steps, warmup_steps
+from sweep.config import ConfigError, batch_order, interactive, plan_steps, warmup_steps
 from sweep.perf import PerfCallback
 from sweep.tracking import NullTracker
 
@@ -256,9 +256,20 @@ class SweepTrainer(Trainer):
     """Trainer whose evaluations run under torch.inference_mode (Trainer's own use no_grad) and,
     before the last step, may use a subset of the evaluation set."""
 
-    def __init__(self, *args, eval_subset=None, **kwargs):
+    def __init__(self, *args, eval_subset=None, batch_order="random", **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_subset = eval_subset
+        self.batch_order = batch_order
+
+    def _get_train_sampler(self, train_dataset=None):
+        # Trainer's hook for the training sampler (it has no bucketed strategy of its own)
+        if self.batch_order != "bucketed":
+            return super()._get_train_sampler(train_dataset)
+        ds = self.train_dataset if train_dataset is None else train_dataset
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        # Trainer has dropped the `length` column by now (not a model input): count the tokens
+        lengths = [len(ids) for ids in ds["input_ids"]]
+        return batches.BucketedSampler(lengths, batch, seed=self.args.data_seed)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         if (
@@ -344,6 +355,7 @@ def _precision_args(precision: str) -> dict[str, bool]:
 def training_arguments(cfg: DictConfig, total_steps: int, output_dir: str) -> TrainingArguments:
     t = cfg.trainer
     ckpt = t.checkpoint_every > 0
+    order = batch_order(t)
     return TrainingArguments(
         output_dir=output_dir,
         max_steps=total_steps,
@@ -360,7 +372,8 @@ def training_arguments(cfg: DictConfig, total_steps: int, output_dir: str) -> Tr
         seed=t.seed,
         data_seed=t.seed,
         max_grad_norm=t.max_grad_norm,
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        # bucketed: SweepTrainer._get_train_sampler; Trainer's own strategies for the other two
+        train_sampling_strategy="group_by_length" if order == "length_grouped" else "random",
         length_column_name="length",
         report_to="none",
         disable_tqdm=True,
@@ -442,6 +455,7 @@ def run_training(
         callbacks=[callback, perf, *(callbacks or [])],
         optimizers=(opt, sched),
         eval_subset=prep.eval_subset,
+        batch_order=batch_order(t),
     )
     trainer.remove_callback(PrinterCallback)  # our callback logs one line per evaluation instead
     resume = None

@@ -99,6 +99,29 @@ def start_train(
     )
 
 
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_set(name: str) -> list[str]:
+    """`data=files` overrides for a real labelled set in ../shared/data beside the clone (see its
+    README; CI has the same copy: never copy it into the repo). Skips without it, and fails
+    where the environment variable CI is set."""
+    folder = SHARED_DATA / name
+    missing = [n for n in ("train.csv", "validation.csv") if not (folder / n).is_file()]
+    if missing:
+        reason = f"no {', '.join(missing)} in {folder}: the real labelled set {name} is missing"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set: CI has them beside the clone)")
+        pytest.skip(reason)
+    return [
+        "data=files",
+        f"data.train_file={folder / 'train.csv'}",
+        f"data.validation_file={folder / 'validation.csv'}",
+        "data.text_column=text",
+        "data.label_column=label",
+    ]
+
+
 def compose(overrides: list[str] | None = None, *, with_hydra: bool = False):
     """The real config, composed in-process like `python train.py OVERRIDES` would."""
     from hydra import compose as hydra_compose

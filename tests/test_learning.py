@@ -12,33 +12,19 @@ repo). Without it they skip, and fail where the environment variable CI is set.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import yaml
-from conftest import mlflow_client, run_train, runs_of
+from conftest import mlflow_client, run_train, runs_of, shared_set
 
-SENTENCES = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentences"
 EXPERIMENT = "minilm-files"  # ${model.name}-${data.name}
 
 
 @pytest.fixture
 def sentences() -> list[str]:
     """`data=files` on the sentiment sentences (1200 train / 400 validation, labels 0 / 1)."""
-    missing = [n for n in ("train.csv", "validation.csv") if not (SENTENCES / n).is_file()]
-    if missing:
-        reason = f"no {', '.join(missing)} in {SENTENCES}: the real labelled sentences are missing"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: CI has them beside the clone)")
-        pytest.skip(reason)
     return [
         "model=minilm",
-        "data=files",
-        f"data.train_file={SENTENCES / 'train.csv'}",
-        f"data.validation_file={SENTENCES / 'validation.csv'}",
-        "data.text_column=text",
-        "data.label_column=label",
+        *shared_set("sentences"),
         "data.max_length=48",  # the sentences are ~16 tokens long: 48 cuts almost none
         "trainer.train_batch_size=16",
         "scheduler=constant",

@@ -12,42 +12,85 @@ import datasets
 import numpy as np
 import pytest
 from conftest import ROOT, compose
-from transformers import DataCollatorWithPadding, Trainer
+from transformers import DataCollatorWithPadding
 
-from sweep.config import ConfigError
-from sweep.loop import f1, prepare, run_training, training_arguments
+from sweep.config import ConfigError, batch_order
+from sweep.loop import SweepTrainer, f1, prepare, run_training, training_arguments
 from sweep.model import build_model, load_tokenizer
 
 
-def padded_share(group_by_length: bool, tmp_path) -> float:
-    cfg = compose(["model=tiny", "tracking=none", f"trainer.group_by_length={group_by_length}"])
+def batch_lengths(order: str, tmp_path, legacy: bool | None = None, seed: int = 0):
+    """The real (unpadded) lengths of each training batch, and the padded share over all."""
+    over = ["model=tiny", "tracking=none", f"trainer.batch_order={order}", f"trainer.seed={seed}"]
+    if legacy is not None:
+        over.append(f"trainer.group_by_length={legacy}")
+    cfg = compose(over)
     tok = load_tokenizer(cfg.model)
     # a mixed-length fixture: short and long reviews interleaved
-    texts = [("great film. " * (1 + (i % 2) * 30 + i % 7)).strip() for i in range(256)]
+    texts = [("great film. " * (1 + (i % 2) * 30 + i % 7)).strip() for i in range(1000)]
     enc = tok(texts, truncation=True, max_length=128)
     ds = datasets.Dataset.from_dict(
-        {**enc, "labels": [i % 2 for i in range(256)], "length": [len(x) for x in enc["input_ids"]]}
+        {
+            **enc,
+            "labels": [i % 2 for i in range(1000)],
+            "length": [len(x) for x in enc["input_ids"]],
+        }
     )
-    trainer = Trainer(
+    trainer = SweepTrainer(
         model=build_model(cfg.model, 2, seed=0),
         args=training_arguments(cfg, total_steps=16, output_dir=str(tmp_path)),
         train_dataset=ds,
         eval_dataset=ds,
         data_collator=DataCollatorWithPadding(tok, pad_to_multiple_of=8),
+        batch_order=batch_order(cfg.trainer),
     )
     real = padded = 0
+    lengths = []
     for batch in trainer.get_train_dataloader():
         mask = batch["attention_mask"]
         real += int(mask.sum())
         padded += mask.numel()
-    return 1 - real / padded
+        lengths.append(mask.sum(dim=1).tolist())
+    return lengths, 1 - real / padded
+
+
+def rises(lengths) -> int:
+    """How many times the next batch's longest example is longer than this batch's."""
+    tops = [max(b) for b in lengths]
+    return sum(a < b for a, b in zip(tops[:-1], tops[1:], strict=True))
 
 
 def test_length_grouping_cuts_padding(tmp_path):
-    grouped = padded_share(True, tmp_path)
-    shuffled = padded_share(False, tmp_path)
+    _, shuffled = batch_lengths("random", tmp_path)
+    _, grouped = batch_lengths("length_grouped", tmp_path)
+    _, bucketed = batch_lengths("bucketed", tmp_path)
     assert shuffled > 0.3  # random batches mix short and long reviews
     assert grouped < shuffled / 2
+    assert bucketed < shuffled / 2
+
+
+def test_bucketed_batches_come_in_random_order_and_cover_every_example_once(tmp_path):
+    lengths, _ = batch_lengths("bucketed", tmp_path)
+    assert len(lengths) == 63  # 1000 examples, batch 16: 62 full batches and a tail of 8
+    assert all(len(b) == 16 for b in lengths[:-1]) and len(lengths[-1]) == 8
+    assert sum(len(b) for b in lengths) == 1000
+    # length_grouped runs long to short inside each of its 5 windows of 15 batches (a rise only
+    # where a window starts, and one where it moved the longest example first); bucketed
+    # shuffles the batches, so the length rises from one batch to the next about as often as not
+    grouped, _ = batch_lengths("length_grouped", tmp_path)
+    assert rises(grouped) <= 6
+    assert rises(lengths) > 0.25 * (len(lengths) - 1)
+    # seeded: the same seed gives the same batches, another seed others
+    assert batch_lengths("bucketed", tmp_path)[0] == lengths
+    assert batch_lengths("bucketed", tmp_path, seed=1)[0] != lengths
+
+
+def test_legacy_group_by_length_decides_when_set(tmp_path):
+    # runs logged before trainer.batch_order carry trainer.group_by_length: they reproduce as run
+    grouped, _ = batch_lengths("bucketed", tmp_path, legacy=True)
+    assert grouped == batch_lengths("length_grouped", tmp_path)[0]
+    shuffled, _ = batch_lengths("bucketed", tmp_path, legacy=False)
+    assert shuffled == batch_lengths("random", tmp_path)[0]
 
 
 def test_pruning_evaluations_use_a_fixed_subset_and_the_last_one_all(tmp_path):
