@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/defaults.py            # both
     .venv/bin/python benchmarks/defaults.py --only run # `python train.py`
     .venv/bin/python benchmarks/defaults.py --only sweep
+    .venv/bin/python benchmarks/defaults.py --data agnews   # the same commands on real news
 
 Each command runs in a fresh temporary directory (new MLflow store, new study) with a cold
 tokenized-data cache, exactly as a user types it. Prints a JSON line per command (also appended to
@@ -23,6 +24,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import textsets  # noqa: E402  (benchmarks/textsets.py)
 
 
 def run(cmd: list[str], cwd: Path) -> tuple[float, int, str]:
@@ -47,12 +50,13 @@ def runs(cwd: Path, experiment: str):
     return client.search_runs([exp.experiment_id], max_results=1000)
 
 
-def bench_run(cwd: Path) -> dict:
-    wall, peak, _ = run([sys.executable, str(ROOT / "train.py")], cwd)
-    (r,) = runs(cwd, "minilm-synthetic")
+def bench_run(cwd: Path, data: str) -> dict:
+    wall, peak, _ = run([sys.executable, str(ROOT / "train.py"), *textsets.overrides(data)], cwd)
+    (r,) = runs(cwd, textsets.experiment("minilm", data))
     m = r.data.metrics
     return {
         "command": "python train.py",
+        "data": data,
         "wall_s": round(wall, 1),
         "peak_rss_mb": round(peak / 1024),
         "eval_accuracy": round(m["eval_accuracy"], 4),
@@ -62,14 +66,17 @@ def bench_run(cwd: Path) -> dict:
     }
 
 
-def bench_sweep(cwd: Path) -> dict:
-    wall, peak, out = run([sys.executable, str(ROOT / "train.py"), "-m"], cwd)
-    trials = [r for r in runs(cwd, "minilm-synthetic") if "mlflow.parentRunId" in r.data.tags]
+def bench_sweep(cwd: Path, data: str) -> dict:
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", *textsets.overrides(data)]
+    wall, peak, out = run(cmd, cwd)
+    experiment = textsets.experiment("minilm", data)
+    trials = [r for r in runs(cwd, experiment) if "mlflow.parentRunId" in r.data.tags]
     states = [r.data.tags["optuna.state"] for r in trials]
     complete = [r for r in trials if r.data.tags["optuna.state"] == "COMPLETE"]
     best = max(complete, key=lambda r: r.data.metrics["eval_f1"])
     return {
         "command": "python train.py -m",
+        "data": data,
         "wall_s": round(wall, 1),
         "peak_rss_mb": round(peak / 1024),
         "trials": len(trials),
@@ -86,6 +93,7 @@ def bench_sweep(cwd: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("run", "sweep"))
+    ap.add_argument("--data", choices=textsets.NAMES, default="synthetic")
     args = ap.parse_args()
     meta = {
         "date": time.strftime("%Y-%m-%d"),
@@ -96,7 +104,7 @@ def main() -> None:
         if args.only and args.only != name:
             continue
         with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-            result = {**meta, **fn(Path(tmp))}
+            result = {**meta, **fn(Path(tmp), args.data)}
         line = json.dumps(result)
         print(line, flush=True)
         with open(ROOT / "benchmarks" / "results.jsonl", "a") as f:
