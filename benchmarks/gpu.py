@@ -10,8 +10,9 @@ Two arms train the same model on the same tokenized reviews, batch and sequence 
 - `trainer`: transformers' `Trainer` as users call it: `from_pretrained`, `TrainingArguments`
   defaults (fp32), the tokenizer's dynamic padding, random batches.
 - `ours`: `sweep.loop.run_training` with the default config: `trainer.precision=auto` (bf16
-  autocast on a GPU that has it), fused AdamW, SDPA attention, length-grouped batches, padding
-  to multiples of 8 on a GPU; `ours_compiled` adds `trainer.compile=true`.
+  autocast on a GPU that has it), fused AdamW, SDPA attention, bucketed batches
+  (trainer.batch_order), padding to multiples of 8 on a GPU; `ours_compiled` adds
+  `trainer.compile=true`.
 
 Each arm runs `--steps` optimisation steps; the clock (with `torch.cuda.synchronize()` on a GPU)
 starts after `--warmup` steps and stops at the last step, before the final evaluation. Model

@@ -11,8 +11,9 @@ read from conf/search/lr_schedule.yaml, the config `ours` runs):
 - `ours`: `python train.py -m`, the default search as a user runs it: lr, schedule, warm-up,
   polynomial power; TPE with 4 start-up trials, median pruning after each evaluation every 16
   steps (the pruner's evaluations on a fixed 64-sample subset, the final one on all 200),
-  length-grouped batches, pretrained weights read once per process, and `n_workers=auto`: one
-  worker process per core (2 here), trials side by side, one torch thread each.
+  bucketed batches (the default trainer.batch_order), pretrained weights read once per
+  process, and `n_workers=auto`: one worker process per core (2 here), trials side by side, one
+  torch thread each.
 - `hf_default`: `Trainer.hyperparameter_search` as its documentation shows it: `model_init`
   loading the model per trial, evaluation once per epoch, the tokenizer padding each batch
   dynamically, default eval batch size, Optuna's defaults (a seeded TPE sampler).

@@ -107,7 +107,7 @@ class TrainerConfig:
     objective: str = "eval_f1"
     objective_at: str = "final"  # final | best
     # random | length_grouped | bucketed (sweep/batches.py); decided on real text, BENCHMARKS.md
-    batch_order: str = "length_grouped"
+    batch_order: str = "bucketed"
     # legacy: true = length_grouped, false = random; when set it wins over batch_order
     group_by_length: bool | None = None
     max_grad_norm: float = 1.0
