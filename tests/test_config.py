@@ -126,7 +126,7 @@ def test_composition_errors_name_the_key(override, exc, words):
             "trainer.precision=fp16 needs a CUDA GPU and none is available",
         ),
         (["trainer.precision=fp8"], "trainer.precision must be one of"),
-        (["trainer.batch_order=sorted"], "trainer.batch_order must be one of random, length_grouped"),
+        (["trainer.batch_order=sorted"], "trainer.batch_order must be one of random, length"),
         (["optimizer.betas=[0.9,1.5]"], "optimizer.betas must be two numbers in [0, 1)"),
         (["data.label_noise=0.7"], "data.label_noise must be in [0, 0.5), got 0.7"),
         (["trainer.objective=eval_recall"], "trainer.objective must be one of"),
