@@ -405,19 +405,17 @@ def table(results: list[dict]) -> str:
 
 def paired_diff(results: list[dict], base: str) -> str:
     """Mean over seeds of (ours - base) in best objective, with its 95% confidence interval
-    (Student's t); each seed's two arms ran the same sampler seed on the same data."""
-    by = {(r["arm"], r["seed"]): r["best_objective"] for r in results}
-    seeds = sorted({r["seed"] for r in results})
-    d = [by[("ours", s)] - by[(base, s)] for s in seeds if ("ours", s) in by and (base, s) in by]
-    if not d:
-        return "-"
-    mean = statistics.mean(d)
-    if len(d) < 2:
-        return f"{mean:+.4f} (1 seed)"
-    from scipy.stats import t
+    (benchmarks/paired.py); each seed's two arms ran the same sampler seed on the same data."""
+    from paired import paired
 
-    half = float(t.ppf(0.975, len(d) - 1)) * statistics.stdev(d) / len(d) ** 0.5
-    return f"{mean:+.4f} [{mean - half:+.4f}, {mean + half:+.4f}] over {len(d)} seeds"
+    by = {(r["arm"], r["seed"]): r["best_objective"] for r in results}
+    seeds = sorted(s for s in {r["seed"] for r in results} if ("ours", s) in by and (base, s) in by)
+    if not seeds:
+        return "-"
+    mean, lo, hi = paired([by[(base, s)] for s in seeds], [by[("ours", s)] for s in seeds])
+    if len(seeds) < 2:
+        return f"{mean:+.4f} (1 seed)"
+    return f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}] over {len(seeds)} seeds"
 
 
 def main() -> None:

@@ -265,10 +265,10 @@ class SweepTrainer(Trainer):
         # Trainer's hook for the training sampler (it has no bucketed strategy of its own)
         if self.batch_order != "bucketed":
             return super()._get_train_sampler(train_dataset)
-        ds = self.train_dataset if train_dataset is None else train_dataset
         batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-        # Trainer has dropped the `length` column by now (not a model input): count the tokens
-        lengths = [len(ids) for ids in ds["input_ids"]]
+        # the `length` column data.tokenize wrote: Trainer drops it (not a model input) from the
+        # dataset it passes here, but self.train_dataset still has it, rows in the same order
+        lengths = self.train_dataset["length"]
         return batches.BucketedSampler(lengths, batch, seed=self.args.data_seed)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
