@@ -14,14 +14,14 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from sweep.config import register_configs
+from sweep.core.config import register_configs
 
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig):
-    from sweep.runner import (
+    from sweep.train.runner import (
         current_trial_context,
         exit_on_user_error,
         protect_secrets,
@@ -45,7 +45,7 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
-    from sweep.bad_input import own_hydra_errors
+    from sweep.core.bad_input import own_hydra_errors
 
     own_hydra_errors()  # a bad key, type or option: one `error:` line and exit 2, not Hydra's 1
     main()

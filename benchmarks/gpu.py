@@ -9,7 +9,7 @@ Two arms train the same model on the same tokenized reviews, batch and sequence 
 
 - `trainer`: transformers' `Trainer` as users call it: `from_pretrained`, `TrainingArguments`
   defaults (fp32), the tokenizer's dynamic padding, random batches.
-- `ours`: `sweep.loop.run_training` with the default config: `trainer.precision=auto` (bf16
+- `ours`: `sweep.train.loop.run_training` with the default config: `trainer.precision=auto` (bf16
   autocast on a GPU that has it), fused AdamW, SDPA attention, bucketed batches
   (trainer.batch_order), padding to multiples of 8 on a GPU; `ours_compiled` adds
   `trainer.compile=true`.
@@ -132,7 +132,7 @@ class Clock(TrainerCallback):
 def compose_cfg(a: argparse.Namespace, extra: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from sweep.config import register_configs
+    from sweep.core.config import register_configs
 
     register_configs()
     over = ["tracking=none", f"trainer.max_steps={a.steps}", f"trainer.eval_every={a.steps}"]
@@ -142,7 +142,7 @@ def compose_cfg(a: argparse.Namespace, extra: list[str]):
 
 
 def arm_ours(a: argparse.Namespace, compiled: bool, peak: float | None) -> dict:
-    from sweep import loop
+    from sweep.train import loop
 
     cfg = compose_cfg(a, ["trainer.compile=true"] if compiled else [])
     clock = Clock(a.warmup, a.device == "cuda")
@@ -153,8 +153,8 @@ def arm_ours(a: argparse.Namespace, compiled: bool, peak: float | None) -> dict:
 def arm_trainer(a: argparse.Namespace, peak: float | None) -> dict:
     from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
-    from sweep import loop
-    from sweep import model as model_mod
+    from sweep.train import loop
+    from sweep.train import model as model_mod
 
     cfg = compose_cfg(a, [])
     prep = loop.prepare(cfg)  # the very same tokenized reviews

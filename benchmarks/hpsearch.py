@@ -28,8 +28,8 @@ read from conf/search/lr_schedule.yaml, the config `ours` runs):
 Data and sizes are those of the default sweep (generated reviews, 640 training / 200 evaluation
 samples, batch 8: 80 steps per trial). Arms run one after another in a rotating order per seed,
 each in a fresh directory with a cold tokenization cache. Every arm's Trainer carries
-`sweep.perf.PerfCallback`, so step time, evaluation time, tokens and padding are measured the same
-way; a trial's overhead is its Optuna duration minus its step and evaluation time.
+`sweep.train.perf.PerfCallback`, so step time, evaluation time, tokens and padding are measured
+the same way; a trial's overhead is its Optuna duration minus its step and evaluation time.
 
 Prints one JSON line per (arm, seed), appended to benchmarks/results.jsonl, and a Markdown table
 (mean and standard deviation over seeds) to paste into BENCHMARKS.md (`--markdown FILE` writes it).
@@ -143,8 +143,8 @@ def tree_rss_kb(pid: int) -> int:
 def arm_ours(a: argparse.Namespace, seed: int, wd: Path) -> dict:
     import optuna
 
-    from sweep import tracking
-    from sweep.study import open_storage
+    from sweep.search.study import open_storage
+    from sweep.track import tracking
 
     cmd = [
         sys.executable,
@@ -213,12 +213,12 @@ def arm_hf(a: argparse.Namespace, seed: int, wd: Path, tuned: bool, bf16: bool =
     )
     from transformers.utils import logging as hf_logging
 
-    from sweep import data as data_mod
-    from sweep import model as model_mod
-    from sweep.config import register_configs
-    from sweep.loop import compute_metrics
-    from sweep.perf import PerfCallback
-    from sweep.sweeper import build_space
+    from sweep.core.config import register_configs
+    from sweep.search.sweeper import build_space
+    from sweep.train import data as data_mod
+    from sweep.train import model as model_mod
+    from sweep.train.loop import compute_metrics
+    from sweep.train.perf import PerfCallback
 
     hf_logging.set_verbosity_error()
     os.environ["SWEEP_CACHE_DIR"] = str(wd / "cache")

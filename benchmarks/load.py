@@ -91,7 +91,7 @@ def verify(storage: str, tracking_uri: str, n_trials: int, pids: dict[int, int])
     from mlflow import MlflowClient
     from optuna.trial import TrialState
 
-    from sweep.study import PID, RETRY_OF, RUN_ID, counted, open_storage
+    from sweep.search.study import PID, RETRY_OF, RUN_ID, counted, open_storage
 
     problems: list[str] = []
     study = optuna.load_study(study_name=STUDY, storage=open_storage(storage))

@@ -69,7 +69,7 @@ def add_reproduce(sub) -> argparse.ArgumentParser:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from sweep import reproduce as rep
+    from sweep.cli import reproduce as rep
 
     try:
         return rep.reproduce(
@@ -109,7 +109,7 @@ def add_best(sub) -> argparse.ArgumentParser:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    from sweep import reproduce as rep
+    from sweep.cli import reproduce as rep
 
     return rep.show_best(args.experiment, args.tracking_uri, study=args.study)
 
@@ -146,7 +146,7 @@ def add_report(sub) -> argparse.ArgumentParser:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from sweep import report
+    from sweep.cli import report
 
     path, sweep = report.write(
         args.experiment,
@@ -200,8 +200,8 @@ def add_ui(sub) -> argparse.ArgumentParser:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from sweep import ui
-    from sweep.tracking import resolve_uri
+    from sweep.cli import ui
+    from sweep.track.tracking import resolve_uri
 
     ui.check_host(args.host, args.allow_remote)  # refused before anything heavy starts
     return ui.serve(
@@ -244,13 +244,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Bad-input errors of the modules imported so far (never imports anything new)."""
     found: list[type[BaseException]] = []
     for module, names in (
-        ("sweep.reproduce", ("ReproduceError",)),
-        ("sweep.config", ("ConfigError",)),
-        ("sweep.tracking", ("TrackingError",)),
-        ("sweep.data", ("DataError",)),
-        ("sweep.model", ("ModelError",)),
-        ("sweep.report", ("ReportError",)),
-        ("sweep.ui", ("UIError",)),
+        ("sweep.cli.reproduce", ("ReproduceError",)),
+        ("sweep.core.config", ("ConfigError",)),
+        ("sweep.track.tracking", ("TrackingError",)),
+        ("sweep.train.data", ("DataError",)),
+        ("sweep.train.model", ("ModelError",)),
+        ("sweep.cli.report", ("ReportError",)),
+        ("sweep.cli.ui", ("UIError",)),
     ):
         mod = sys.modules.get(module)
         for name in names:

@@ -127,7 +127,7 @@ def compose(overrides: list[str] | None = None, *, with_hydra: bool = False):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from sweep.config import register_configs
+    from sweep.core.config import register_configs
 
     register_configs()
     import hydra_plugins.sweep_optuna.sweep_optuna  # noqa: F401 - registers hydra/sweeper=optuna
@@ -139,7 +139,7 @@ def compose(overrides: list[str] | None = None, *, with_hydra: bool = False):
 def mlflow_client(workdir: Path):
     """A client on the test's SQLite store, opened under the same lock the project uses (a
     process may be creating the store right now)."""
-    from sweep.tracking import client
+    from sweep.track.tracking import client
 
     return client(f"sqlite:///{workdir / 'mlflow.db'}")
 
@@ -149,7 +149,7 @@ def sweep_study(workdir: Path, experiment: str, storage: str | None = None):
     name carries the sweep's identity: `<experiment>-<8 hex>`)."""
     import optuna
 
-    from sweep.study import open_storage
+    from sweep.search.study import open_storage
 
     opened = open_storage(storage or f"journal://{workdir / '.sweep' / (experiment + '.journal')}")
     names = optuna.study.get_all_study_names(storage=opened)

@@ -120,9 +120,9 @@ def test_processes_the_tests_start_get_sigint_at_its_default(workdir):
 
 
 def test_a_ctrl_c_inside_a_store_write_takes_effect_when_the_write_ends():
-    """sweep.tracking.uninterrupted: an MLflow SQLite write is never cut in half (that left its
-    transaction holding the write lock, and closing the run as KILLED waited for it)."""
-    from sweep.tracking import uninterrupted
+    """sweep.track.tracking.uninterrupted: an MLflow SQLite write is never cut in half (that left
+    its transaction holding the write lock, and closing the run as KILLED waited for it)."""
+    from sweep.track.tracking import uninterrupted
 
     done = []
     with pytest.raises(KeyboardInterrupt):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY, TRAIN, mlflow_client, runs_of
 
-from sweep.tracking import TrackingError, check_scheme, resolve_uri
+from sweep.track.tracking import TrackingError, check_scheme, resolve_uri
 
 PASSWORD = "s3cr3t-Pw"
 # (override, what the error line must say)
@@ -239,7 +239,7 @@ def test_other_schemes_are_refused_naming_the_option(uri, monkeypatch):
 
 @pytest.mark.parametrize("uri", ["sqlite://mlflow.db", "Sqlite:///mlflow.db"])
 def test_a_sqlite_uri_without_a_path_says_how_to_write_one(uri):
-    from sweep.tracking import check_reachable
+    from sweep.track.tracking import check_reachable
 
     with pytest.raises(TrackingError, match=r"write it sqlite:///relative/path\.db"):
         check_reachable(uri)

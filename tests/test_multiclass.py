@@ -55,7 +55,7 @@ def test_four_string_labels_sweep_report_and_reproduce(workdir, agnews):
 def test_the_label_mapping_holds_the_four_topic_names(agnews):
     from conftest import compose
 
-    from sweep.data import load_raw
+    from sweep.train.data import load_raw
 
     raw = load_raw(compose(agnews).data)
     assert raw.label_names == TOPICS

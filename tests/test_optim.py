@@ -10,8 +10,8 @@ import torch
 from conftest import compose
 from omegaconf import OmegaConf
 
-from sweep.model import build_model
-from sweep.optim import build_optimizer, build_scheduler, param_groups
+from sweep.train.model import build_model
+from sweep.train.optim import build_optimizer, build_scheduler, param_groups
 
 
 def keras_polynomial(step: int, lr: float, end: float, decay_steps: int, power: float) -> float:

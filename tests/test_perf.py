@@ -14,9 +14,9 @@ import pytest
 from conftest import ROOT, compose
 from transformers import DataCollatorWithPadding
 
-from sweep.config import ConfigError, batch_order
-from sweep.loop import SweepTrainer, f1, prepare, run_training, training_arguments
-from sweep.model import build_model, load_tokenizer
+from sweep.core.config import ConfigError, batch_order
+from sweep.train.loop import SweepTrainer, f1, prepare, run_training, training_arguments
+from sweep.train.model import build_model, load_tokenizer
 
 
 def batch_lengths(order: str, tmp_path, legacy: bool | None = None, seed: int = 0):
@@ -157,7 +157,7 @@ def test_sdpa_and_eager_attention_give_the_same_model():
 
 
 def test_bad_attention_implementation_is_refused():
-    from sweep.config import ConfigError, validate
+    from sweep.core.config import ConfigError, validate
 
     with pytest.raises(ConfigError, match="model.attn_implementation must be one of"):
         validate(compose(["model=tiny", "tracking=none", "model.attn_implementation=fast"]))

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from conftest import ROOT, TINY, compose, mlflow_client, run_train, runs_of, sweep_cli
 
-from sweep.reproduce import (
+from sweep.cli.reproduce import (
     ReproduceError,
     compare,
     environment_drift,
@@ -83,7 +83,7 @@ def config_of(client, run_id: str) -> dict:
 
 def fake_run(client, experiment: str, config_text: str | None, finish: bool = True) -> str:
     """A run created directly through MlflowClient, optionally with a config.yaml artifact."""
-    from sweep.tracking import get_or_create_experiment
+    from sweep.track.tracking import get_or_create_experiment
 
     exp_id = get_or_create_experiment(client, client.tracking_uri, experiment)
     run = client.create_run(exp_id, run_name="fake")
@@ -162,7 +162,7 @@ def test_reproduce_single_run_by_id_warns_about_drift(workdir):
 
     from importlib import metadata
 
-    from sweep.tracking import environment_tags
+    from sweep.track.tracking import environment_tags
 
     current = environment_tags()
 
@@ -284,8 +284,8 @@ def test_error_missing_sqlite_store_is_not_created(workdir):
 
 def test_mismatch_exits_1_with_a_clear_message(swept, monkeypatch, capsys):
     """The comparison and exit code, in-process, with training replaced by a fake outcome."""
-    from sweep import runner
     from sweep.__main__ import main
+    from sweep.train import runner
 
     client = mlflow_client(swept)
     best = best_flagged(client)
@@ -310,7 +310,7 @@ def test_mismatch_exits_1_with_a_clear_message(swept, monkeypatch, capsys):
 
 
 def test_best_falls_back_to_best_finished_complete_trial(swept):
-    from sweep.reproduce import best_run
+    from sweep.cli.reproduce import best_run
 
     client = mlflow_client(swept)
     ids = {}
@@ -428,7 +428,7 @@ def test_compare_exact_and_tolerance():
 
 
 def test_artifacts_found_after_moving_the_store(tmp_path):
-    from sweep.reproduce import _local_artifact_dir
+    from sweep.cli.reproduce import _local_artifact_dir
 
     new = tmp_path / "new"
     (new / "mlartifacts" / "exp" / "abc" / "artifacts").mkdir(parents=True)
@@ -439,7 +439,7 @@ def test_artifacts_found_after_moving_the_store(tmp_path):
 
 
 def test_best_overrides_drop_hydra_and_mask_secrets():
-    from sweep.reproduce import best_params, logged_overrides, train_command
+    from sweep.cli.reproduce import best_params, logged_overrides, train_command
 
     tags = {
         "sweep.overrides": "model=tiny optimizer.lr=3e-05 scheduler=cosine "

@@ -1,4 +1,5 @@
-"""`sweep.study.retry`: a failed trial's retry is one atomic write, safe without the study lock.
+"""`sweep.search.study.retry`: a failed trial's retry is one atomic write, safe without the study
+lock.
 
 Real Optuna storages, real processes: workers that fail their trials and retry them at the same
 moment (`interrupt` does so without the lock) must each get a retry pointing at their own trial,
@@ -16,9 +17,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from sweep import study as study_mod
-from sweep.study import RETRIES, RETRY_OF
-from sweep.sweeper import SearchSpace
+from sweep.search import study as study_mod
+from sweep.search.study import RETRIES, RETRY_OF
+from sweep.search.sweeper import SearchSpace
 
 
 def _space() -> SearchSpace:

@@ -18,10 +18,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from sweep import study as study_mod
-from sweep import workers
-from sweep.study import PID, RETRY_OF, counted
-from sweep.sweeper import SweepError, build_space
+from sweep.search import study as study_mod
+from sweep.search import workers
+from sweep.search.study import PID, RETRY_OF, counted
+from sweep.search.sweeper import SweepError, build_space
 
 # a sweep of tiny trials: 10 steps each, evaluated every 5
 SWEEP = [
@@ -36,7 +36,7 @@ SWEEP = [
     # a trial silent this long is failed as stale: 120 missed beats, far above any pause of a
     # live worker's heartbeat thread on a loaded machine (5 s could fail live trials). The
     # killed-worker tests do not wait for it: a dead worker on this host is found through its
-    # PID at once (`_process_gone` in sweep/study.py)
+    # PID at once (`_process_gone` in sweep/search/study.py)
     "hydra.sweeper.grace_period=120",
 ]
 EXPERIMENT = "tiny-synthetic"
@@ -171,8 +171,8 @@ def test_prune_on_another_metric_reports_it_in_the_study_direction(workdir):
 
 
 def test_a_pruned_trial_shows_its_objective_not_what_the_pruner_saw():
-    from sweep.runner import TrialOutcome
-    from sweep.study import progress_line, tell, trial_rows
+    from sweep.search.study import progress_line, tell, trial_rows
+    from sweep.train.runner import TrialOutcome
 
     study = optuna.create_study(direction="maximize")
     trial = study.ask()
@@ -188,7 +188,7 @@ def test_a_pruned_trial_shows_its_objective_not_what_the_pruner_saw():
 def test_no_pruning_against_finished_trials_that_all_scored_the_same(tmp_path):
     # benchmark seed 4: every finished trial scored F1 0 (a lr that collapses, or one that learns
     # nothing), and the one good trial, still warming up, was pruned against their median
-    from sweep.study import StudySpec, create_or_load
+    from sweep.search.study import StudySpec, create_or_load
 
     spec = StudySpec(
         name="s",

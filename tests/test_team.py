@@ -31,7 +31,7 @@ import pytest
 from conftest import ROOT, TINY, run_train, start_train
 from services import MlflowServer, PgCluster, ServiceUnavailable, free_port, unavailable
 
-from sweep.study import PID, RETRY_OF, RUN_ID, counted
+from sweep.search.study import PID, RETRY_OF, RUN_ID, counted
 
 METRICS = ("train_loss", "learning_rate", "eval_loss", "eval_accuracy", "eval_f1")
 STORAGE_USER = "team"
@@ -51,7 +51,7 @@ TEAM = [
     # a trial silent this long is failed as stale: 120 missed beats, far above any pause of a
     # live worker's heartbeat thread on a loaded machine (5 s could fail live trials). The
     # killed-worker test does not wait for it: all workers share this host, where a dead
-    # worker is found through its PID at once (`_process_gone` in sweep/study.py)
+    # worker is found through its PID at once (`_process_gone` in sweep/search/study.py)
     "hydra.sweeper.grace_period=120",
 ]
 # the MLflow client gives up quickly on a stopped server (the Tracker buffers and retries)
@@ -115,7 +115,7 @@ def load_study(storage: str, experiment: str):
     every worker presented the same sweep identity, or there would be several)."""
     import optuna
 
-    from sweep.study import open_storage
+    from sweep.search.study import open_storage
 
     opened = open_storage(storage)
     names = optuna.study.get_all_study_names(storage=opened)
@@ -319,7 +319,7 @@ def assert_nothing_trained(workdir: Path, output: str) -> None:
     assert "Launching" not in output and "step " not in output, output[-2000:]
     # Hydra opens a run's log file before the task starts; it must hold no training
     for log in workdir.rglob("*.log"):
-        assert "sweep.loop" not in log.read_text(), f"{log} shows training"
+        assert "sweep.train.loop" not in log.read_text(), f"{log} shows training"
     assert not list(workdir.glob("multirun/*/*/0")), "a sweep job was launched"
     assert not (workdir / "mlartifacts").exists()
 

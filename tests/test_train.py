@@ -23,8 +23,8 @@ from conftest import (
     wait_for_metric,
 )
 
-from sweep.data import load_raw
-from sweep.loop import run_training
+from sweep.train.data import load_raw
+from sweep.train.loop import run_training
 
 
 def test_single_run_writes_metrics_params_tags_and_config(workdir):
@@ -154,7 +154,7 @@ def test_checkpointed_run_resumes_after_a_kill(workdir):
 def test_a_checkpoint_cut_off_mid_save_is_dropped_and_the_one_before_resumes(workdir):
     """What SIGKILL during a save leaves: checkpoint-20 without trainer_state.json (Trainer writes
     it last). Resuming from it would fail; the run resumes from checkpoint-10 instead."""
-    from sweep.loop import latest_complete_checkpoints
+    from sweep.train.loop import latest_complete_checkpoints
 
     out = workdir / "checkpoints" / "abc"
     for n in (10, 20):

@@ -23,7 +23,7 @@ import pytest
 from conftest import ROOT, TINY, mlflow_client, run_train, runs_of, sweep_cli, sweep_study
 from services import unavailable
 
-from sweep import ui
+from sweep.cli import ui
 
 EXPERIMENT = "tiny-synthetic"
 N_TRIALS = 4

@@ -11,7 +11,7 @@ from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
 
-from sweep.config import register_sweeper_config
+from sweep.core.config import register_sweeper_config
 
 register_sweeper_config()
 
@@ -22,7 +22,7 @@ class OptunaSweeper(Sweeper):
         self._impl = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
-        from sweep.sweeper import SweepRunner
+        from sweep.search.sweeper import SweepRunner
 
         self._impl = SweepRunner(**self.kwargs)
         self._impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 from omegaconf.nodes import BooleanNode, EnumNode, FloatNode, IntegerNode, StringNode
 
-from sweep.config import MASK, is_secret_key, mask_uri
+from sweep.core.config import MASK, is_secret_key, mask_uri
 
 # what Hydra raises for bad input while it composes the config (MissingConfigException is a
 # ConfigCompositionException); anything else is a bug and keeps Hydra's own report

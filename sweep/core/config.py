@@ -106,7 +106,8 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda
     objective: str = "eval_f1"
     objective_at: str = "final"  # final | best
-    # random | length_grouped | bucketed (sweep/batches.py); decided on real text, BENCHMARKS.md
+    # random | length_grouped | bucketed (sweep/train/batches.py); decided on real text:
+    # BENCHMARKS.md
     batch_order: str = "bucketed"
     # legacy: true = length_grouped, false = random; when set it wins over batch_order
     group_by_length: bool | None = None
@@ -147,7 +148,7 @@ def register_configs() -> None:
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "polynomial")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-BATCH_ORDERS = ("random", "length_grouped", "bucketed")  # sweep/batches.py
+BATCH_ORDERS = ("random", "length_grouped", "bucketed")  # sweep/train/batches.py
 
 
 def batch_order(t) -> str:
@@ -475,7 +476,7 @@ def default_cache_dir() -> str:
 
 @dataclass
 class SweeperConfig:
-    """`hydra.sweeper.*`: our Optuna sweeper (sweep/sweeper.py)."""
+    """`hydra.sweeper.*`: our Optuna sweeper (sweep/search/sweeper.py)."""
 
     _target_: str = "hydra_plugins.sweep_optuna.sweep_optuna.OptunaSweeper"
     n_trials: int = 12  # finished trials the study must hold: COMPLETE + PRUNED + FAIL
@@ -483,7 +484,7 @@ class SweeperConfig:
     params: dict[str, Any] = field(default_factory=dict)  # Hydra's sweep grammar, or fixed values
     conditions: dict[str, Any] = field(default_factory=dict)  # param -> {other_param: [values]}
     storage: str | None = None  # Optuna storage URL; default: .sweep/<experiment>.journal (cwd)
-    # default: <experiment>-<8 hex of the sweep's identity> (sweep/identity.py)
+    # default: <experiment>-<8 hex of the sweep's identity> (sweep/search/identity.py)
     study_name: str | None = None
     n_jobs: int = (
         1  # trials launched at once (with a parallel launcher, e.g. hydra/launcher=joblib)

@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, distribution_to_json
 
-from sweep.config import flatten, is_secret_key, mask_uri, resolved
+from sweep.core.config import flatten, is_secret_key, mask_uri, resolved
 
 DIGEST = "sweep.identity"
 DOC = "sweep.identity_doc"
@@ -60,7 +60,7 @@ def _searched(key: str, searched: set[str]) -> bool:
 
 def schema_defaults() -> dict[str, Any]:
     """The flattened defaults of the config schema (`???` where a value is required)."""
-    from sweep.config import Config
+    from sweep.core.config import Config
 
     tree = OmegaConf.to_container(OmegaConf.structured(Config), throw_on_missing=False)
     return flatten(tree)

@@ -33,8 +33,8 @@ from urllib.parse import quote
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config import MASK, Config, is_secret_key, mask_uri, validate
-from sweep.tracking import artifact_root, check_reachable, resolve_uri, sqlite_path
+from sweep.core.config import MASK, Config, is_secret_key, mask_uri, validate
+from sweep.track.tracking import artifact_root, check_reachable, resolve_uri, sqlite_path
 
 METRICS = ("eval_loss", "eval_accuracy", "eval_f1")
 # Hydra's instantiation keys: the project never instantiates anything from a trial's config
@@ -268,7 +268,7 @@ def data_drift(logged: str | None, current: str | None) -> str | None:
 def open_store(uri: str, timeout: float = 5.0):
     """Check the store up front (seconds, not MLflow's minutes), then an MlflowClient on it.
     A SQLite store that does not exist is an error, not a reason to create an empty one."""
-    from sweep.tracking import TrackingError
+    from sweep.track.tracking import TrackingError
 
     try:
         check_reachable(uri, timeout)
@@ -277,7 +277,7 @@ def open_store(uri: str, timeout: float = 5.0):
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
         raise ReproduceError(f"MLflow store {uri}: no database file {db}")
-    from sweep import tracking
+    from sweep.track import tracking
 
     return tracking.client(uri)
 
@@ -650,12 +650,12 @@ def reproduce(
     if run.info.status != "FINISHED":
         warn(f"the original run ended as {run.info.status}")
 
-    from sweep.tracking import environment_tags
+    from sweep.track.tracking import environment_tags
 
     drift = environment_drift(tags, environment_tags())
     current_fp = None
     try:
-        from sweep.data import load_raw
+        from sweep.train.data import load_raw
 
         current_fp = load_raw(cfg.data).fingerprint
     except Exception as e:  # noqa: BLE001 - the run itself will say what is wrong with the data
@@ -670,7 +670,7 @@ def reproduce(
     if drift:
         warn(f"{len(drift)} difference(s) from the logged environment: metrics may not match")
 
-    from sweep.runner import run_job
+    from sweep.train.runner import run_job
 
     cfg.tracking.run_name = f"reproduce {run.info.run_name or run_id}"
     extra = {"reproduces": run_id}

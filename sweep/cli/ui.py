@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from sweep.config import mask_uri
-from sweep.tracking import artifact_root, check_reachable, sqlite_path
+from sweep.core.config import mask_uri
+from sweep.track.tracking import artifact_root, check_reachable, sqlite_path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -108,7 +108,7 @@ def server_command(
 
 def check_store(uri: str) -> None:
     """The store exists and answers; a missing SQLite file is an error, not a new empty store."""
-    from sweep.tracking import TrackingError
+    from sweep.track.tracking import TrackingError
 
     try:
         check_reachable(uri)
@@ -246,7 +246,7 @@ def start(
 def experiment_url(uri: str, base_url: str, experiment: str) -> str:
     """The runs table of one experiment. MLflow 3.17 opens an experiment on its GenAI overview
     unless the page is asked for the model-training workflow."""
-    from sweep import tracking
+    from sweep.track import tracking
 
     exp = tracking.client(uri).get_experiment_by_name(experiment)
     if exp is None:

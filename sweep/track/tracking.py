@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from sweep.config import flatten, mask_tree, mask_uri
+from sweep.core.config import flatten, mask_tree, mask_uri
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def environment_tags(cwd: str | None = None) -> dict[str, str]:
     for pkg in PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             tags[f"sweep.version.{pkg}"] = metadata.version(pkg)
-    root = cwd or str(Path(__file__).resolve().parent.parent)
+    root = cwd or str(Path(__file__).resolve().parents[2])
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5

@@ -4,10 +4,10 @@ The process the user started (the main worker) creates the Optuna study, the MLf
 parent run, then starts `n_workers - 1` helpers: the same `python train.py -m ...` command with
 `hydra.sweeper.n_workers=1`, the same sweep directory and, unless the user chose
 `trainer.threads`, an equal share of the CPU cores each. Every worker is an ordinary cooperating
-worker of the study (see sweep/sweeper.py): it asks for a trial under the study lock whenever it
-is free, so a pruned trial frees its core at once, with no batch to wait for. Helpers write their
-output to `<sweep dir>/worker-<i>.log` and leave the sweep's summary to the main worker, which
-finishes last.
+worker of the study (see sweep/search/sweeper.py): it asks for a trial under the study lock
+whenever it is free, so a pruned trial frees its core at once, with no batch to wait for. Helpers
+write their output to `<sweep dir>/worker-<i>.log` and leave the sweep's summary to the main
+worker, which finishes last.
 
 Why processes and not Hydra's joblib launcher: a launcher runs a batch of trials and returns when
 the slowest of them is done, so with pruning most of a batch's cores wait; and why not threads:
@@ -94,7 +94,7 @@ def threads_each(n_workers: int) -> int:
 
 def helper_command(sweep_dir: Path, threads: int | None) -> list[str] | None:
     """The command line of a helper: this process's own, with one worker and the same sweep dir."""
-    from sweep.sweeper import to_override
+    from sweep.search.sweeper import to_override
 
     script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
     if script is None or not script.is_file():
@@ -179,7 +179,7 @@ class Helpers:
 def await_main() -> bool:
     """In a helper: import what a trial needs while the main worker creates the stores, then wait
     for its go. False when the main worker failed or is gone (the helper then has nothing to do)."""
-    import sweep.loop  # noqa: F401 - torch, transformers, datasets: seconds, in parallel
+    import sweep.train.loop  # noqa: F401 - torch, transformers, datasets: seconds, in parallel
 
     path = os.environ.get(READY_ENV)
     if not path:

@@ -42,10 +42,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from sweep import identity, interrupts, workers
-from sweep import study as study_mod
-from sweep.bad_input import describe
-from sweep.config import (
+from sweep.core.bad_input import describe
+from sweep.core.config import (
     OBJECTIVES,
     ConfigError,
     mask_files,
@@ -54,9 +52,11 @@ from sweep.config import (
     secret_values,
     validate,
 )
-from sweep.parent import ParentRun
-from sweep.runner import TrialContext, TrialOutcome, set_trial_context
-from sweep.tracking import TrackingError
+from sweep.search import identity, interrupts, workers
+from sweep.search import study as study_mod
+from sweep.search.parent import ParentRun
+from sweep.track.tracking import TrackingError
+from sweep.train.runner import TrialContext, TrialOutcome, set_trial_context
 
 log = logging.getLogger(__name__)
 _ABSENT = object()
@@ -310,7 +310,7 @@ class SweepRunner:
         # a helper runs the very command the main worker checked
         base = self._job_config(fixed) if helper else self._check_space(space, fixed)
 
-        from sweep import tracking
+        from sweep.track import tracking
 
         objective = base.trainer.objective
         direction = o.direction or ("minimize" if objective == "eval_loss" else "maximize")
@@ -521,7 +521,7 @@ class SweepRunner:
     def _start_helpers(
         self, study, base: DictConfig, sweep_dir: Path, fixed: list[str], helpers
     ) -> None:
-        """Start `n_workers - 1` local helper processes (sweep/workers.py); with several
+        """Start `n_workers - 1` local helper processes (sweep/search/workers.py); with several
         workers and no `trainer.threads`, every worker gets an equal share of the cores."""
         from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 

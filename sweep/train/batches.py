@@ -9,7 +9,7 @@
   batch shorter than `batch_size` (the tail) goes last, so every other batch stays aligned.
 
 Which one is the default was decided on real text (BENCHMARKS.md, "Batch order"); the names and
-the rule for the legacy `trainer.group_by_length` live in sweep/config.py (no torch there).
+the rule for the legacy `trainer.group_by_length` live in sweep/core/config.py (no torch there).
 """
 
 from __future__ import annotations

@@ -17,7 +17,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config import MASK, ConfigError, is_secret_key, mask_tree, mask_uri, resolved, validate
+from sweep.core.config import (
+    MASK,
+    ConfigError,
+    is_secret_key,
+    mask_tree,
+    mask_uri,
+    resolved,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +62,7 @@ class TrialContext:
 
     def optuna_trial(self):
         if self.trial is None and self.spec_json:
-            from sweep.study import StudySpec, trial_in_other_process
+            from sweep.search.study import StudySpec, trial_in_other_process
 
             self.trial = trial_in_other_process(StudySpec.from_json(self.spec_json), self.number)
         return self.trial
@@ -110,7 +118,7 @@ def config_yaml(cfg: DictConfig) -> str:
 
 
 def make_tracker(cfg: DictConfig, check: bool = True):
-    from sweep import tracking
+    from sweep.track import tracking
 
     if not cfg.tracking.enabled:
         return tracking.NullTracker()
@@ -142,7 +150,7 @@ def protect_secrets(cfg: DictConfig) -> None:
     config files Hydra wrote for it (.hydra/config.yaml, hydra.yaml, overrides.yaml)."""
     from pathlib import Path
 
-    from sweep.config import mask_files, redact, secret_values
+    from sweep.core.config import mask_files, redact, secret_values
 
     secrets = secret_values(OmegaConf.to_container(cfg, resolve=False))
     try:
@@ -175,8 +183,8 @@ def run_job(
     tracker = make_tracker(cfg, check=check_tracking and ctx is None)
 
     # heavy imports only once the cheap checks passed
-    from sweep import loop
-    from sweep.tracking import environment_tags, params_of
+    from sweep.track.tracking import environment_tags, params_of
+    from sweep.train import loop
 
     loop.check_compile(cfg)
     loop.settle_precision(cfg)
@@ -290,9 +298,9 @@ def user_errors() -> tuple[type[Exception], ...]:
     imported can have raised theirs, so this never pulls in torch just to print an error."""
     found: list[type[Exception]] = [ConfigError]
     for module, name in (
-        ("sweep.data", "DataError"),
-        ("sweep.model", "ModelError"),
-        ("sweep.tracking", "TrackingError"),
+        ("sweep.train.data", "DataError"),
+        ("sweep.train.model", "ModelError"),
+        ("sweep.track.tracking", "TrackingError"),
     ):
         if module in sys.modules:
             found.append(getattr(sys.modules[module], name))

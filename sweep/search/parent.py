@@ -13,8 +13,8 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig
 
-from sweep import study as study_mod
-from sweep.config import mask_uri
+from sweep.core.config import mask_uri
+from sweep.search import study as study_mod
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ParentRun:
     def open(self) -> None:
         if not self.uri:
             return
-        from sweep import tracking
+        from sweep.track import tracking
 
         self.tracker = tracking.Tracker(self.uri, self.base.tracking.experiment)
         with self.lock:
@@ -76,7 +76,7 @@ class ParentRun:
         Any other failure (a server error, a timeout) is not an answer: one line, stop."""
         from mlflow.exceptions import MlflowException
 
-        from sweep.tracking import TrackingError
+        from sweep.track.tracking import TrackingError
 
         try:
             return self.tracker.client.get_run(run_id).info.lifecycle_stage
@@ -92,7 +92,7 @@ class ParentRun:
         """The study's parent run is not in this tracking store: its trials live in another
         one, and a second parent here would split the sweep across two stores. Only a parent
         purged from the very store it was made in is made again."""
-        from sweep.tracking import TrackingError
+        from sweep.track.tracking import TrackingError
 
         here = mask_uri(self.uri)
         if recorded == here:
@@ -203,7 +203,7 @@ class ParentRun:
         return summary
 
     def _log_summary(self, s: Summary) -> None:
-        from sweep import plots
+        from sweep.track import plots
 
         t = self.tracker
         tags = {f"sweep.count.{k}": v for k, v in s.counts.items()}

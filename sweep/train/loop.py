@@ -31,12 +31,12 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from sweep import batches, optim
-from sweep import data as data_mod
-from sweep import model as model_mod
-from sweep.config import ConfigError, batch_order, interactive, plan_steps, warmup_steps
-from sweep.perf import PerfCallback
-from sweep.tracking import NullTracker
+from sweep.core.config import ConfigError, batch_order, interactive, plan_steps, warmup_steps
+from sweep.track.tracking import NullTracker
+from sweep.train import batches, optim
+from sweep.train import data as data_mod
+from sweep.train import model as model_mod
+from sweep.train.perf import PerfCallback
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def prepare(cfg: DictConfig) -> Prepared:
 
 def config_key(cfg: DictConfig) -> str:
     """A short stable hash of the resolved config (names the checkpoint directory)."""
-    from sweep.config import resolved
+    from sweep.core.config import resolved
 
     blob = json.dumps(resolved(cfg), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -467,7 +467,7 @@ def run_training(
             tracker.set_tags({"sweep.resumed_from": resume})
     trainer.train(resume_from_checkpoint=resume)
     steps = trainer.state.global_step
-    tracker.log_metrics(perf.summary(), step=steps)  # where the time went: sweep/perf.py
+    tracker.log_metrics(perf.summary(), step=steps)  # where the time went: sweep/train/perf.py
 
     history = callback.history
     final = dict(history[-1]) if history else {}

@@ -26,7 +26,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.config import mask_uri
+from sweep.core.config import mask_uri
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -579,7 +579,7 @@ class SweepProgress:
     per-trial lines printed above it. Elsewhere: one plain line per finished trial."""
 
     def __init__(self, study: optuna.Study, n_trials: int):
-        from sweep.config import interactive
+        from sweep.core.config import interactive
 
         self.n_trials = n_trials
         self.bar = None

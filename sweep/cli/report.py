@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweep.config import MASK, mask_uri
-from sweep.tracking import resolve_uri
+from sweep.core.config import MASK, mask_uri
+from sweep.track.tracking import resolve_uri
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def _as_number(v: Any) -> Any:
 
 def rows_from_mlflow(children: list, parent, objective: str) -> list[dict[str, Any]]:
     """The trial table from the child runs alone (tags optuna.*, params, sweep.* tags)."""
-    from sweep.reproduce import best_params, logged_overrides, objective_value, searched_keys
+    from sweep.cli.reproduce import best_params, logged_overrides, objective_value, searched_keys
 
     keys = searched_keys(parent)
     rows = []
@@ -177,7 +177,7 @@ def storage_candidates(
 ) -> list[str]:
     if storage:
         return [storage]
-    from sweep.study import default_storage
+    from sweep.search.study import default_storage
 
     out = []
     tagged = parent.data.tags.get("sweep.storage")
@@ -197,7 +197,7 @@ def load_study(parent, study_name: str, storage: str | None = None, experiment: 
         if f":{MASK}@" in url:
             why.append(f"{shown} has a masked password (pass --storage URL)")
             continue
-        from sweep.study import journal_path
+        from sweep.search.study import journal_path
 
         path = journal_path(url)
         if path is None and url.startswith("sqlite:///"):
@@ -208,7 +208,7 @@ def load_study(parent, study_name: str, storage: str | None = None, experiment: 
         try:
             import optuna
 
-            from sweep import study as study_mod
+            from sweep.search import study as study_mod
 
             study = optuna.load_study(study_name=study_name, storage=study_mod.open_storage(url))
         except Exception as e:  # noqa: BLE001 - any storage error means "use MLflow"
@@ -322,8 +322,8 @@ def collect(
     storage: str | None = None,
     use_optuna: bool = True,
 ) -> Sweep:
-    from sweep import study as study_mod
-    from sweep.reproduce import get_experiment, open_store
+    from sweep.cli.reproduce import get_experiment, open_store
+    from sweep.search import study as study_mod
 
     uri = resolve_uri(tracking_uri, option="--tracking-uri")
     client = open_store(uri)

@@ -1,0 +1,1 @@
+"""`python -m sweep` commands over finished runs: reproduce, best, report, ui."""

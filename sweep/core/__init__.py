@@ -1,0 +1,1 @@
+"""Schemas, checks, secrets and overrides: what every other layer reads."""

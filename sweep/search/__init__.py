@@ -1,0 +1,1 @@
+"""The sweep: Optuna studies, the Hydra sweeper, workers, the parent run."""

@@ -1,0 +1,1 @@
+"""One training job: data, model, optimiser, the Trainer run and its outcome."""
