@@ -31,6 +31,10 @@ def main(cfg: DictConfig):
 
     protect_secrets(cfg)
     ctx = current_trial_context()  # set by our sweeper inside `-m`; None for a plain run
+    if ctx is not None and ctx.trial is None:
+        from sweep.search.study import attach_trial
+
+        attach_trial(ctx)  # a job in another process: its trial, rebuilt from the storage
     try:
         return run_job(cfg, ctx)
     except KeyboardInterrupt:

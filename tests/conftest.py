@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from sweep.core import trial_env
+
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "train.py"
 
@@ -52,7 +54,7 @@ def offline_env(monkeypatch, cache_dir):
         monkeypatch.setenv(key, "1")
     monkeypatch.setenv("SWEEP_CACHE_DIR", str(cache_dir))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    for key in ("SWEEP_TRIAL_NUMBER", "SWEEP_STUDY_SPEC", "SWEEP_PARENT_RUN_ID"):
+    for key in trial_env.TRIAL_CONTEXT:
         monkeypatch.delenv(key, raising=False)
 
 

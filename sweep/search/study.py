@@ -240,6 +240,13 @@ def trial_in_other_process(spec: StudySpec, number: int) -> optuna.Trial:
     return optuna.trial.Trial(study, trial_id)
 
 
+def attach_trial(ctx: Any) -> None:
+    """Give a trial context read from the environment (a job in another process) its live
+    Optuna trial, so the job reports intermediate values and can be pruned."""
+    if ctx.trial is None and ctx.spec_json:
+        ctx.trial = trial_in_other_process(StudySpec.from_json(ctx.spec_json), ctx.number)
+
+
 # --------------------------------------------------------------------------- the lock
 
 

@@ -42,6 +42,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from sweep.core import trial_env
 from sweep.core.bad_input import describe
 from sweep.core.config import (
     OBJECTIVES,
@@ -52,6 +53,7 @@ from sweep.core.config import (
     secret_values,
     validate,
 )
+from sweep.core.overrides import to_override
 from sweep.search import identity, interrupts, workers
 from sweep.search import study as study_mod
 from sweep.search.parent import ParentRun
@@ -170,18 +172,6 @@ def build_space(
             if dep not in space.distributions and dep not in space.fixed and dep not in space.given:
                 raise SweepError(f"condition of {name!r} refers to {dep!r}, which is not a param")
     return space, passthrough
-
-
-def to_override(key: str, value: Any) -> str:
-    if value is None:
-        return f"{key}=null"
-    if isinstance(value, bool):
-        return f"{key}={str(value).lower()}"
-    if isinstance(value, float):
-        return f"{key}={value!r}"
-    if isinstance(value, str) and any(c in value for c in " ,=()[]{}'\""):
-        return f"{key}='{value}'"
-    return f"{key}={value}"
 
 
 # --------------------------------------------------------------------------- heartbeats
@@ -416,10 +406,10 @@ class SweepRunner:
         self.local = bool(helpers.procs)  # it started helpers: it shows their trials too
         os.environ.update(
             {
-                "SWEEP_STUDY_SPEC": spec.to_json(),
-                "SWEEP_PARENT_RUN_ID": parent.run_id or "",
-                "SWEEP_OBJECTIVE": objective,
-                "SWEEP_PRUNE_ON": o.prune_on or "",
+                trial_env.STUDY_SPEC: spec.to_json(),
+                trial_env.PARENT_RUN_ID: parent.run_id or "",
+                trial_env.OBJECTIVE: objective,
+                trial_env.PRUNE_ON: o.prune_on or "",
             }
         )
         heartbeat = Heartbeat(storage, o.heartbeat_interval)
@@ -460,7 +450,7 @@ class SweepRunner:
                         item.params = space.suggest(trial)
                         item.overrides = fixed + [to_override(k, v) for k, v in item.params.items()]
                         item.overrides.append(
-                            f"+hydra.job.env_set.SWEEP_TRIAL_NUMBER={trial.number}"
+                            f"+hydra.job.env_set.{trial_env.TRIAL_NUMBER}={trial.number}"
                         )
                 if not batch:
                     if c.running and not helper:

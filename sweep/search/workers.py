@@ -25,10 +25,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sweep.core import trial_env
+from sweep.core.overrides import to_override
+
 log = logging.getLogger(__name__)
 
-HELPER_ENV = "SWEEP_HELPER_OF"  # set in a helper's environment: the main worker's pid
-READY_ENV = "SWEEP_HELPER_READY"  # the file the main worker writes once the stores exist
+HELPER_ENV = trial_env.HELPER_OF
+READY_ENV = trial_env.HELPER_READY
 MAX_AUTO = 4
 READY_TIMEOUT = 600.0
 # device nodes of NVIDIA, ROCm and WSL GPUs: without any of them torch sees no GPU, and the main
@@ -94,7 +97,6 @@ def threads_each(n_workers: int) -> int:
 
 def helper_command(sweep_dir: Path, threads: int | None) -> list[str] | None:
     """The command line of a helper: this process's own, with one worker and the same sweep dir."""
-    from sweep.search.sweeper import to_override
 
     script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
     if script is None or not script.is_file():

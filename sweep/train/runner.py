@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sweep.core import trial_env
 from sweep.core.config import (
     MASK,
     ConfigError,
@@ -42,30 +43,24 @@ class TrialContext:
     objective: str = "eval_f1"
     prune_on: str | None = None  # the metric the pruner sees; None: the objective
     spec_json: str | None = None  # the study's StudySpec, for jobs in another process
+    # (the entry point attaches the live trial: sweep.search.study.attach_trial)
 
     @classmethod
     def from_env(cls) -> TrialContext | None:
         """A job launched in another process (joblib, submitit, ray) finds its trial through the
         environment: the sweeper exports the study spec, each job gets SWEEP_TRIAL_NUMBER."""
-        number = os.environ.get("SWEEP_TRIAL_NUMBER")
-        spec_json = os.environ.get("SWEEP_STUDY_SPEC")
+        number = os.environ.get(trial_env.TRIAL_NUMBER)
+        spec_json = os.environ.get(trial_env.STUDY_SPEC)
         if not (number and spec_json):
             return None
         return cls(
             study_name=json.loads(spec_json)["name"],
             number=int(number),
-            parent_run_id=os.environ.get("SWEEP_PARENT_RUN_ID") or None,
-            objective=os.environ.get("SWEEP_OBJECTIVE", "eval_f1"),
-            prune_on=os.environ.get("SWEEP_PRUNE_ON") or None,
+            parent_run_id=os.environ.get(trial_env.PARENT_RUN_ID) or None,
+            objective=os.environ.get(trial_env.OBJECTIVE, "eval_f1"),
+            prune_on=os.environ.get(trial_env.PRUNE_ON) or None,
             spec_json=spec_json,
         )
-
-    def optuna_trial(self):
-        if self.trial is None and self.spec_json:
-            from sweep.search.study import StudySpec, trial_in_other_process
-
-            self.trial = trial_in_other_process(StudySpec.from_json(self.spec_json), self.number)
-        return self.trial
 
 
 _current: TrialContext | None = None
@@ -201,7 +196,7 @@ def run_job(
     )
     tags.update(extra_tags or {})
     prune_hook = None
-    trial = ctx.optuna_trial() if ctx is not None else None
+    trial = ctx.trial if ctx is not None else None
     if ctx is not None:
         tags.update(
             {
