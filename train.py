@@ -21,13 +21,8 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig):
-    from sweep.train.runner import (
-        current_trial_context,
-        exit_on_user_error,
-        protect_secrets,
-        run_job,
-        user_errors,
-    )
+    from sweep.core.errors import UserError, exit_on_user_error
+    from sweep.train.runner import current_trial_context, protect_secrets, run_job
 
     protect_secrets(cfg)
     ctx = current_trial_context()  # set by our sweeper inside `-m`; None for a plain run
@@ -42,10 +37,10 @@ def main(cfg: DictConfig):
             raise  # the sweeper records the trial and leaves the study resumable
         print("interrupted: the MLflow run was closed as KILLED", file=sys.stderr)
         sys.exit(130)
-    except Exception as e:
-        if ctx is None and isinstance(e, user_errors()):
-            exit_on_user_error(e)
-        raise
+    except UserError as e:
+        if ctx is not None:
+            raise  # the trial is FAIL with this message; the sweep goes on
+        exit_on_user_error(e)
 
 
 if __name__ == "__main__":

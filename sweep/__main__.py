@@ -24,6 +24,8 @@ import logging
 import sys
 from collections.abc import Callable
 
+from sweep.core.errors import EXIT_CODE, UserError
+
 TRACKING_HELP = (
     "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the cwd)"
 )
@@ -240,25 +242,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Bad-input errors of the modules imported so far (never imports anything new)."""
-    found: list[type[BaseException]] = []
-    for module, names in (
-        ("sweep.cli.reproduce", ("ReproduceError",)),
-        ("sweep.core.config", ("ConfigError",)),
-        ("sweep.track.tracking", ("TrackingError",)),
-        ("sweep.train.data", ("DataError",)),
-        ("sweep.train.model", ("ModelError",)),
-        ("sweep.cli.report", ("ReportError",)),
-        ("sweep.cli.ui", ("UIError",)),
-    ):
-        mod = sys.modules.get(module)
-        for name in names:
-            if mod is not None and hasattr(mod, name):
-                found.append(getattr(mod, name))
-    return tuple(found)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -273,11 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:
-        if isinstance(e, _user_errors()):
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        raise
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_CODE
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from sweep.core.config import (
+    MASK,
     ConfigError,
+    data_config,
+    default_cache_dir,
+    flatten,
     is_secret_key,
     mask_text,
     mask_tree,
@@ -155,6 +159,56 @@ def test_validation_errors(overrides, message):
     assert "\n" not in str(info.value)
 
 
+# (overrides, key, value just past the bound, value at the bound): refused, then accepted
+BOUNDS = [
+    ([], "data.train_size", "1", "2"),
+    ([], "data.eval_size", "1", "2"),  # eval_size=2 trains: 1 negative + 1 positive review
+    ([], "data.max_length", "7", "8"),
+    ([], "data.label_noise", "-0.01", "0.0"),
+    ([], "data.label_noise", "0.5", "0.49"),
+    ([], "data.max_train_samples", "0", "1"),
+    ([], "data.max_eval_samples", "0", "1"),
+    (["data=files", "data.train_file=t.csv"], "data.validation_fraction", "0.0", "0.01"),
+    (["data=files", "data.train_file=t.csv"], "data.validation_fraction", "1.0", "0.99"),
+]
+
+
+@pytest.mark.parametrize("overrides,key,bad,ok", BOUNDS)
+def test_data_bounds_refuse_past_and_accept_at_the_bound(overrides, key, bad, ok):
+    with pytest.raises(ConfigError) as info:
+        validate(compose(["model=tiny", *overrides, f"{key}={bad}"]), check_device=False)
+    message = str(info.value)
+    assert message.startswith(f"{key} must be ") and "\n" not in message
+    validate(compose(["model=tiny", *overrides, f"{key}={ok}"]), check_device=False)
+
+
+def test_data_config_holds_the_same_rules_for_the_data_layer():
+    """`data_config` (what sweep/train/data.py reads) refuses what `validate` refuses, with the
+    same line, and fills in the schema's defaults for a partial config."""
+    cfg = compose(["model=tiny", "data.eval_size=1"])
+    with pytest.raises(ConfigError) as by_validate:
+        validate(cfg, check_device=False)
+    with pytest.raises(ConfigError) as by_data:
+        data_config(cfg.data)
+    assert str(by_data.value) == str(by_validate.value) == "data.eval_size must be >= 2, got 1"
+    d = data_config({"name": "synthetic"})
+    assert (d.train_size, d.eval_size, d.label_noise, d.max_length) == (2000, 500, 0.02, 128)
+    imdb = compose(["data=imdb", "data.hub_id=null"])
+    with pytest.raises(ConfigError, match="^data.hub_id .*is required with data=imdb$"):
+        validate(imdb, check_device=False)
+
+
+def test_default_cache_dir_is_the_one_tokenize_uses(monkeypatch, tmp_path):
+    from sweep.train import data
+
+    assert data.default_cache_dir is default_cache_dir
+    monkeypatch.setenv("SWEEP_CACHE_DIR", str(tmp_path))
+    assert default_cache_dir() == str(tmp_path)
+    monkeypatch.delenv("SWEEP_CACHE_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_cache_dir() == str(tmp_path / ".cache" / "sweep-orchestrator" / "tokenized")
+
+
 def test_bad_value_fails_in_one_line_before_any_work(workdir):
     """The whole command: exit 2, one line naming the key, no MLflow store, no data tokenized."""
     proc = run_train([*TINY, "optimizer.lr=-0.001"], workdir, timeout=60)
@@ -236,3 +290,29 @@ def test_hub_model_offline_fails_in_one_line(workdir):
     errors = [line for line in proc.stdout.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, proc.stdout[-2000:]
     assert "google/bert_uncased_L-8_H-512_A-8" in errors[0] and "hub" in errors[0]
+
+
+def test_tree_walkers_on_lists_and_empty_trees():
+    # a list item takes its list's key: every item of a secret list is masked
+    tree = {"hf_token": ["abcd1234", None], "uris": ["http://u:pw12@h/", 3], "empty": {}, "l": []}
+    assert mask_tree(tree) == {
+        "hf_token": [MASK, None],
+        "uris": ["http://u:***@h/", 3],
+        "empty": {},
+        "l": [],
+    }
+    assert mask_tree([{"password": "x"}, "y"]) == [{"password": MASK}, "y"]
+    assert mask_tree({}) == {} and mask_tree("plain") == "plain"
+    assert secret_values(tree) == {"abcd1234", "pw12"}
+    assert secret_values(("api_key=k-12345", "lr=1e-3")) == {"k-12345"}  # overrides, top level
+    assert secret_values({"token": ["abc", True]}) == set()  # too short; bools are no secrets
+    assert secret_values({"a": {"b": "s3cret-value"}}, "password") == {"s3cret-value"}
+    assert secret_values({}) == set() and secret_values([]) == set()
+    # flatten keeps lists as values; an empty dict leaves no key
+    assert flatten({"a": {"b": 1, "c": [1, {"d": 2}]}, "e": {}, "f": None}) == {
+        "a.b": 1,
+        "a.c": [1, {"d": 2}],
+        "f": None,
+    }
+    assert flatten({}) == {} and flatten({"x": 1}, "top") == {"top.x": 1}
+    assert flatten([1, 2], "k") == {"k": [1, 2]}

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from sweep.core.config import ConfigError
 from sweep.train import data as D
 from sweep.train.data import DataError, RawData, generate_review_records, generate_reviews, load_raw
 
@@ -151,13 +152,40 @@ def test_bag_of_words_ceiling():
     assert 0.5 < acc < 0.80, acc
 
 
-def test_synthetic_bad_config():
-    with pytest.raises(DataError, match="label_noise"):
-        load_raw(cfg(label_noise=0.5))
-    with pytest.raises(DataError, match="train_size"):
-        load_raw(cfg(train_size=1))
-    with pytest.raises(DataError, match="data.name"):
-        load_raw(cfg(name="mnist"))
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ({"label_noise": 0.5}, "data.label_noise must be in [0, 0.5), got 0.5"),
+        ({"train_size": 1}, "data.train_size must be >= 2, got 1"),
+        ({"eval_size": 1}, "data.eval_size must be >= 2, got 1"),  # the config's bound
+        ({"max_length": 7}, "data.max_length must be >= 8, got 7"),
+        ({"max_eval_samples": 0}, "data.max_eval_samples must be > 0, got 0"),
+        ({"name": "mnist"}, "data.name must be synthetic, imdb or files, got 'mnist'"),
+        ({"name": "imdb"}, "data.hub_id (a Hugging Face dataset id) is required with data=imdb"),
+        ({"train_size": True}, "data.train_size: Value 'True' of type 'bool' could not be"),
+        ({"train_sizes": 9}, "data.train_sizes: Key 'train_sizes' not in 'DataConfig'"),
+    ],
+)
+def test_load_raw_applies_the_config_rules(override, message):
+    """The data layer has no rules of its own about config values: the config's, one line."""
+    with pytest.raises(ConfigError) as info:
+        load_raw(cfg(**override))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_partial_config_takes_the_schema_defaults():
+    from sweep.core.config import DataConfig
+
+    raw = load_raw(SimpleNamespace(name="synthetic", train_size=20, eval_size=4))
+    assert f"noise={DataConfig.label_noise:g}" in raw.source  # the schema's 0.02, not a 2nd one
+    assert (
+        raw.fingerprint == load_raw(cfg(train_size=20, eval_size=4, label_noise=0.02)).fingerprint
+    )
+    for files in ({"name": "files"}, {"name": "files", "train_file": "???"}):  # ??? as in yaml
+        with pytest.raises(ConfigError, match="^data.train_file is required with data=files$"):
+            load_raw(files)
+    with pytest.raises(ConfigError, match="^data.name is required and has no value"):
+        load_raw({})
 
 
 # ---------------------------------------------------------------- files
@@ -383,8 +411,6 @@ def test_max_samples_subsetting():
     assert "max_train_samples=50" in sub.source
     big = load_raw(cfg(train_size=200, eval_size=60, max_train_samples=10_000))
     assert big.fingerprint == full.fingerprint
-    with pytest.raises(DataError, match="max_eval_samples"):
-        load_raw(cfg(max_eval_samples=0))
 
 
 def test_fingerprint_stable_and_sensitive(tmp_path):

@@ -23,9 +23,11 @@ from conftest import ROOT, TINY, compose, mlflow_client, run_train, runs_of, swe
 
 from sweep.cli.reproduce import (
     ReproduceError,
+    _find_interpolations,
     compare,
     environment_drift,
     fill_masked,
+    find_forbidden,
     masked_keys,
     parse_config_text,
     prepare_config,
@@ -341,6 +343,37 @@ def test_instantiation_keys_refused_anywhere(key):
     text = yaml.safe_dump({"model": {"name": "tiny", "x": [{"y": {key: "os.system"}}]}})
     with pytest.raises(ReproduceError, match=rf"model\.x\[0\]\.y\.{key}"):
         parse_config_text(text)
+
+
+TREE = {
+    "model": {"name": "tiny", "_target_": "x.Y"},
+    "layers": [{"_partial_": True, "act": "${act}"}, ["${oc.env:HOME}", {"_args_": [1]}]],
+    "auth": {"hf_token": "***", "ok": "no ${ here"},
+    "tracking": {"uri": "postgresql://me:***@db/mlflow", "tags": ["***", "plain"]},
+    "empty": {},
+    "none": [],
+}
+
+
+def test_find_forbidden_walks_nested_dicts_and_lists():
+    assert find_forbidden(TREE) == ["model._target_", "layers[0]._partial_", "layers[1][1]._args_"]
+    assert find_forbidden([{"x": {"_convert_": 1}}], "top") == ["top[0].x._convert_"]
+    assert find_forbidden({"_recursive_": {"_target_": 1}}) == [
+        "_recursive_",
+        "_recursive_._target_",
+    ]
+    assert find_forbidden({"a": "_target_", "b": ["_target_"]}) == []  # a value is not a key
+
+
+def test_find_interpolations_names_each_string_leaf():
+    assert _find_interpolations(TREE) == ["layers[0].act", "layers[1][0]", "auth.ok"]
+    assert _find_interpolations({"a": [1, None, 2.5, True]}) == []
+
+
+def test_masked_keys_names_masked_secrets_and_uri_passwords():
+    assert masked_keys(TREE) == ["auth.hf_token", "tracking.uri", "tracking.tags[0]"]
+    assert masked_keys({"a": [{"b": "***"}]}, "cfg") == ["cfg.a[0].b"]
+    assert masked_keys({"a": "s3://me:pw@host/x", "b": "***x"}) == []
 
 
 def test_unsafe_yaml_is_refused():

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweep.core import metrics
 from sweep.core.config import MASK, mask_uri
+from sweep.core.errors import UserError
 from sweep.track.tracking import resolve_uri
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """The report cannot be built (no sweep in the experiment, ...); one line."""
 
 
@@ -159,14 +161,10 @@ def curves(client, children: list, objective: str) -> dict[int, list[tuple[int, 
             hist = client.get_metric_history(run.info.run_id, objective)
         except Exception:  # noqa: BLE001 - a missing curve only costs one line of a plot
             continue
-        pts = sorted((m.step, m.value) for m in hist if _finite(m.value))
+        pts = sorted((m.step, m.value) for m in hist if metrics.finite(m.value))
         if pts:
             out[_number(run)] = pts
     return dict(sorted(out.items()))
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 # --------------------------------------------------------------------------- Optuna
@@ -262,7 +260,7 @@ def study_from_rows(rows: list[dict[str, Any]], parent, direction: str):
                 dists[k[len("space.") :]] = dist
     study = optuna.create_study(direction=direction)
     for r in rows:
-        if r["state"] != "COMPLETE" or not _finite(r["value"]):
+        if r["state"] != "COMPLETE" or not metrics.finite(r["value"]):
             continue
         params, used = {}, {}
         for key, dist in dists.items():
@@ -332,7 +330,7 @@ def collect(
     ptags, pparams = parent.data.tags, parent.data.params
     name = ptags.get("optuna.study", study or experiment)
     objective = pparams.get("sweeper.objective", "eval_f1")
-    direction = pparams.get("sweeper.direction", "maximize")
+    direction = pparams.get("sweeper.direction") or metrics.direction(objective)
     children = child_runs(client, exp, parent)
 
     sweep = Sweep(
@@ -379,10 +377,10 @@ def collect(
 def best_from_rows(rows: list[dict[str, Any]], children: list, direction: str) -> dict | None:
     """The run tagged optuna.best=true, else the best COMPLETE row by the direction."""
     flagged = {c.info.run_id for c in children if c.data.tags.get("optuna.best") == "true"}
-    complete = [r for r in rows if r["state"] == "COMPLETE" and _finite(r["value"])]
+    complete = [r for r in rows if r["state"] == "COMPLETE" and metrics.finite(r["value"])]
     picked = [r for r in complete if r["run_id"] in flagged]
     if not picked and complete:
-        pick = min if direction == "minimize" else max
+        pick = metrics.pick(direction)
         picked = [pick(complete, key=lambda r: (r["value"], -r["number"]))]
     if not picked:
         return None
@@ -394,106 +392,121 @@ def best_from_rows(rows: list[dict[str, Any]], children: list, direction: str) -
 # --------------------------------------------------------------------------- plots
 
 
-def figures(sweep: Sweep) -> list[tuple[str, str, Any]]:
-    """(id, caption, plotly figure) for every plot the sweep supports."""
-    import plotly.graph_objects as go
+# Every plot shares this look.
+LAYOUT = {"template": "plotly_white", "height": 420, "margin": {"t": 50, "r": 20}}
 
-    out = []
-    done = sorted(
-        (r for r in sweep.rows if r["state"] == "COMPLETE" and _finite(r["value"])),
+Plot = tuple[str, str, Any]  # (id, caption, plotly figure)
+
+
+def _completed(sweep: Sweep) -> list[dict[str, Any]]:
+    """The COMPLETE trials with a finite value, by trial number: what most plots show."""
+    return sorted(
+        (r for r in sweep.rows if r["state"] == "COMPLETE" and metrics.finite(r["value"])),
         key=lambda r: r["number"],
     )
-    layout = {"template": "plotly_white", "height": 420, "margin": {"t": 50, "r": 20}}
-    if done:
-        better = min if sweep.direction == "minimize" else max
-        best_so_far, running = [], None
-        for r in done:
-            running = r["value"] if running is None else better(running, r["value"])
-            best_so_far.append(running)
-        fig = go.Figure()
+
+
+def history_figure(sweep: Sweep, done: list[dict[str, Any]]) -> Plot | None:
+    """Each COMPLETE trial's objective and the best value so far; None without such trials."""
+    import plotly.graph_objects as go
+
+    if not done:
+        return None
+    better = metrics.pick(sweep.direction)
+    best_so_far, running = [], None
+    for r in done:
+        running = r["value"] if running is None else better(running, r["value"])
+        best_so_far.append(running)
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[r["number"] for r in done],
+            y=[r["value"] for r in done],
+            mode="markers",
+            name="trial",
+            text=[r.get("run_name", "") for r in done],
+        )
+    )
+    fig.add_trace(
+        go.Scatter(x=[r["number"] for r in done], y=best_so_far, mode="lines", name="best so far")
+    )
+    fig.update_layout(
+        title=f"Optimization history ({sweep.objective}, {sweep.direction})",
+        xaxis_title="trial",
+        yaxis_title=sweep.objective,
+        **LAYOUT,
+    )
+    return "optimization-history", "Objective of each COMPLETE trial", fig
+
+
+def lr_figure(sweep: Sweep, done: list[dict[str, Any]]) -> Plot | None:
+    """Learning rate against the objective, one trace per LR schedule; None without an LR."""
+    from sweep.track import plots
+
+    groups = plots.by_schedule(
+        (r.get("params.optimizer.lr"), r.get("params.scheduler"), r["value"], r["number"])
+        for r in done
+    )
+    if not groups:
+        return None
+    fig = plots.lr_figure(groups, sweep.objective, sweep.direction, **LAYOUT)
+    return "lr-vs-objective", "Each COMPLETE trial, coloured by LR schedule", fig
+
+
+def importance_figure(sweep: Sweep) -> Plot | None:
+    """Parameter importances as horizontal bars, largest on top; None without importances."""
+    import plotly.graph_objects as go
+
+    if not sweep.importances:
+        return None
+    items = sorted(sweep.importances.items(), key=lambda kv: kv[1])
+    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h"))
+    fig.update_layout(title="Parameter importances (fANOVA)", xaxis_title="importance", **LAYOUT)
+    caption = (
+        "How much of the objective's variance each parameter explains "
+        "(parameters every COMPLETE trial has)"
+    )
+    return "param-importances", caption, fig
+
+
+def curves_figure(sweep: Sweep) -> Plot | None:
+    """The objective against the step, one line per trial, dotted unless COMPLETE; None without
+    curves."""
+    import plotly.graph_objects as go
+
+    if not sweep.curves:
+        return None
+    states = {r["number"]: str(r["state"]).split(" ")[0] for r in sweep.rows}
+    fig = go.Figure()
+    for number, pts in sweep.curves.items():
         fig.add_trace(
             go.Scatter(
-                x=[r["number"] for r in done],
-                y=[r["value"] for r in done],
-                mode="markers",
-                name="trial",
-                text=[r.get("run_name", "") for r in done],
+                x=[p[0] for p in pts],
+                y=[p[1] for p in pts],
+                mode="lines+markers",
+                name=f"trial {number} ({states.get(number, '?')})",
+                line={"dash": "dot"} if states.get(number) != "COMPLETE" else {},
             )
         )
-        fig.add_trace(
-            go.Scatter(
-                x=[r["number"] for r in done], y=best_so_far, mode="lines", name="best so far"
-            )
-        )
-        fig.update_layout(
-            title=f"Optimization history ({sweep.objective}, {sweep.direction})",
-            xaxis_title="trial",
-            yaxis_title=sweep.objective,
-            **layout,
-        )
-        out.append(("optimization-history", "Objective of each COMPLETE trial", fig))
+    fig.update_layout(
+        title=f"{sweep.objective} against the step, per trial",
+        xaxis_title="step",
+        yaxis_title=sweep.objective,
+        **LAYOUT,
+    )
+    return "curves", "Pruned and failed trials are dotted", fig
 
-    lr = [r for r in done if _finite(r.get("params.optimizer.lr"))]
-    if lr:
-        fig = go.Figure()
-        groups: dict[str, list[dict]] = {}
-        for r in lr:
-            groups.setdefault(str(r.get("params.scheduler", "fixed")), []).append(r)
-        for sched, pts in sorted(groups.items()):
-            fig.add_trace(
-                go.Scatter(
-                    x=[p["params.optimizer.lr"] for p in pts],
-                    y=[p["value"] for p in pts],
-                    text=[f"trial {p['number']}" for p in pts],
-                    mode="markers",
-                    marker={"size": 10},
-                    name=sched,
-                )
-            )
-        fig.update_layout(
-            title="Learning rate vs. objective, by schedule",
-            xaxis={"title": "optimizer.lr", "type": "log"},
-            yaxis_title=sweep.objective,
-            **layout,
-        )
-        out.append(("lr-vs-objective", "Each COMPLETE trial, coloured by LR schedule", fig))
 
-    if sweep.importances:
-        items = sorted(sweep.importances.items(), key=lambda kv: kv[1])
-        fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h"))
-        fig.update_layout(
-            title="Parameter importances (fANOVA)", xaxis_title="importance", **layout
-        )
-        out.append(
-            (
-                "param-importances",
-                "How much of the objective's variance each parameter explains "
-                "(parameters every COMPLETE trial has)",
-                fig,
-            )
-        )
-
-    if sweep.curves:
-        states = {r["number"]: str(r["state"]).split(" ")[0] for r in sweep.rows}
-        fig = go.Figure()
-        for number, pts in sweep.curves.items():
-            fig.add_trace(
-                go.Scatter(
-                    x=[p[0] for p in pts],
-                    y=[p[1] for p in pts],
-                    mode="lines+markers",
-                    name=f"trial {number} ({states.get(number, '?')})",
-                    line={"dash": "dot"} if states.get(number) != "COMPLETE" else {},
-                )
-            )
-        fig.update_layout(
-            title=f"{sweep.objective} against the step, per trial",
-            xaxis_title="step",
-            yaxis_title=sweep.objective,
-            **layout,
-        )
-        out.append(("curves", "Pruned and failed trials are dotted", fig))
-    return out
+def figures(sweep: Sweep) -> list[tuple[str, str, Any]]:
+    """(id, caption, plotly figure) for every plot the sweep supports."""
+    done = _completed(sweep)
+    made = (
+        history_figure(sweep, done),
+        lr_figure(sweep, done),
+        importance_figure(sweep),
+        curves_figure(sweep),
+    )
+    return [f for f in made if f is not None]
 
 
 # --------------------------------------------------------------------------- HTML
@@ -526,7 +539,7 @@ def _e(x: Any) -> str:
 def fmt(v: Any, key: str = "") -> str:
     if v is None or v == "":
         return "-"
-    if key == "duration_s" and _finite(v):
+    if key == "duration_s" and metrics.finite(v):
         return f"{v:.1f}"
     if isinstance(v, float):
         if not math.isfinite(v):
@@ -603,7 +616,7 @@ def table_html(sweep: Sweep) -> str:
             elif k == "run_id":
                 cells.append(f"<td><code>{_e(v or '-')}</code></td>")
             else:
-                cls = ' class="num"' if _finite(v) else ""
+                cls = ' class="num"' if metrics.finite(v) else ""
                 cells.append(f"<td{cls}>{_e(fmt(v, k))}</td>")
         cls = ' class="best"' if r["number"] == best_number else ""
         body.append(f'<tr{cls} data-trial="{_e(r["number"])}">{"".join(cells)}</tr>')

@@ -33,17 +33,19 @@ from urllib.parse import quote
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from sweep.core import metrics
+from sweep.core import tree as walk
 from sweep.core.config import MASK, Config, is_secret_key, mask_uri, validate
+from sweep.core.errors import UserError
 from sweep.track.tracking import artifact_root, check_reachable, resolve_uri, sqlite_path
 
-METRICS = ("eval_loss", "eval_accuracy", "eval_f1")
 # Hydra's instantiation keys: the project never instantiates anything from a trial's config
 FORBIDDEN_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
 MAX_CONFIG_BYTES = 1_000_000
 CONFIG_ARTIFACT = "config.yaml"
 
 
-class ReproduceError(ValueError):
+class ReproduceError(UserError, ValueError):
     """Bad input to `reproduce` / `best` (a run, an experiment, a config); one line."""
 
 
@@ -65,31 +67,14 @@ def _warn(line: str) -> None:
 # --------------------------------------------------------------------------- the logged config
 
 
-def _path(prefix: str, key: Any) -> str:
-    return f"{prefix}.{key}" if prefix else str(key)
-
-
 def find_forbidden(node: Any, prefix: str = "") -> list[str]:
     """Key paths of Hydra instantiation keys anywhere in a plain tree."""
-    found: list[str] = []
-    if isinstance(node, Mapping):
-        for k, v in node.items():
-            p = _path(prefix, k)
-            if str(k) in FORBIDDEN_KEYS:
-                found.append(p)
-            found.extend(find_forbidden(v, p))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            found.extend(find_forbidden(v, f"{prefix}[{i}]"))
-    return found
+    return [p for p, k in walk.keys(node, prefix) if str(k) in FORBIDDEN_KEYS]
 
 
 def _find_interpolations(node: Any, prefix: str = "") -> list[str]:
-    if isinstance(node, Mapping):
-        return [p for k, v in node.items() for p in _find_interpolations(v, _path(prefix, k))]
-    if isinstance(node, list):
-        return [p for i, v in enumerate(node) for p in _find_interpolations(v, f"{prefix}[{i}]")]
-    return [prefix] if isinstance(node, str) and "${" in node else []
+    """Paths of the string leaves holding an OmegaConf interpolation (`${...}`)."""
+    return [p for p, v in walk.leaves(node, prefix) if isinstance(v, str) and "${" in v]
 
 
 def parse_config_text(text: str) -> dict[str, Any]:
@@ -152,16 +137,7 @@ def _is_masked_uri(value: Any) -> bool:
 
 def masked_keys(node: Any, prefix: str = "") -> list[str]:
     """Dotted keys whose value was masked when logged (a secret key, or a URI's password)."""
-    out: list[str] = []
-    if isinstance(node, Mapping):
-        for k, v in node.items():
-            out.extend(masked_keys(v, _path(prefix, k)))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out.extend(masked_keys(v, f"{prefix}[{i}]"))
-    elif node == MASK or _is_masked_uri(node):
-        out.append(prefix)
-    return out
+    return [p for p, v in walk.leaves(node, prefix) if v == MASK or _is_masked_uri(v)]
 
 
 def env_var_for(key: str) -> str:
@@ -301,10 +277,6 @@ def get_experiment(client, name: str, uri: str):
     return exp
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and math.isfinite(x)
-
-
 def objective_value(run, objective: str) -> float | None:
     """The trial's objective: tag `sweep.objective.<metric>` (right also with
     trainer.objective_at=best), else the metric's last logged value."""
@@ -315,10 +287,6 @@ def objective_value(run, objective: str) -> float | None:
     except ValueError:
         pass
     return run.data.metrics.get(objective)
-
-
-def direction_of(objective: str) -> str:
-    return "minimize" if objective == "eval_loss" else "maximize"
 
 
 @dataclass
@@ -338,6 +306,19 @@ def best_run(client, experiment: str, uri: str, study: str | None = None) -> Bes
     its objective."""
     exp = get_experiment(client, experiment, uri)
     ids = [exp.experiment_id]
+    best = _flagged_best(client, ids, experiment, study)
+    if best is not None:
+        return best
+    if study:
+        raise ReproduceError(
+            f"study {study!r} of experiment {experiment!r} has no run tagged optuna.best=true "
+            f"(in {mask_uri(uri)})"
+        )
+    return _best_by_value(client, ids, experiment, uri)
+
+
+def _flagged_best(client, ids: list[str], experiment: str, study: str | None) -> Best | None:
+    """The most recent active run tagged optuna.best=true (of `study` if given), or None."""
     of_study = f" and tags.`optuna.study` = '{study}'" if study else ""
     flagged = client.search_runs(
         ids,
@@ -346,26 +327,25 @@ def best_run(client, experiment: str, uri: str, study: str | None = None) -> Bes
         max_results=50,
     )
     flagged = [r for r in flagged if r.info.lifecycle_stage == "active"]
-    if flagged:
-        run = flagged[0]
-        objective = run.data.tags.get("sweep.objective", "eval_f1")
-        parent = _parent(client, run)
-        direction = (parent and parent.data.params.get("sweeper.direction")) or direction_of(
-            objective
+    if not flagged:
+        return None
+    run = flagged[0]
+    objective = run.data.tags.get("sweep.objective", "eval_f1")
+    parent = _parent(client, run)
+    logged = parent.data.params.get("sweeper.direction") if parent else None
+    direction = logged or metrics.direction(objective)
+    best = Best(run, objective, direction, objective_value(run, objective), parent)
+    if len(flagged) > 1:
+        best.notes.append(
+            f"{len(flagged)} runs of experiment {experiment!r} are tagged optuna.best=true "
+            "(several studies): taking the most recent (choose one with --study)"
         )
-        best = Best(run, objective, direction, objective_value(run, objective), parent)
-        if len(flagged) > 1:
-            best.notes.append(
-                f"{len(flagged)} runs of experiment {experiment!r} are tagged optuna.best=true "
-                "(several studies): taking the most recent (choose one with --study)"
-            )
-        return best
-    if study:
-        raise ReproduceError(
-            f"study {study!r} of experiment {experiment!r} has no run tagged optuna.best=true "
-            f"(in {mask_uri(uri)})"
-        )
+    return best
 
+
+def _best_by_value(client, ids: list[str], experiment: str, uri: str) -> Best:
+    """The finished COMPLETE trial with the best objective value, when no run is flagged. The
+    objective is the newest candidate's; trials of another objective are not comparable."""
     finished = client.search_runs(
         ids,
         filter_string="attributes.status = 'FINISHED'",
@@ -378,7 +358,7 @@ def best_run(client, experiment: str, uri: str, study: str | None = None) -> Bes
         if r.data.tags.get("sweep.role") != "parent"
         and "reproduces" not in r.data.tags
         and r.data.tags.get("optuna.state", "COMPLETE") == "COMPLETE"
-        and _finite(objective_value(r, r.data.tags.get("sweep.objective", "eval_f1")))
+        and metrics.finite(objective_value(r, r.data.tags.get("sweep.objective", "eval_f1")))
     ]
     if not candidates:
         raise ReproduceError(
@@ -389,8 +369,8 @@ def best_run(client, experiment: str, uri: str, study: str | None = None) -> Bes
     candidates = [
         r for r in candidates if r.data.tags.get("sweep.objective", "eval_f1") == objective
     ]
-    direction = direction_of(objective)
-    pick = min if direction == "minimize" else max
+    direction = metrics.direction(objective)
+    pick = metrics.pick(direction)
     run = pick(candidates, key=lambda r: objective_value(r, objective))
     return Best(
         run,
@@ -538,7 +518,7 @@ def show_best(
     )
     value = "n/a" if b.value is None else repr(b.value)
     out(f"value:      {b.objective} = {value}  ({b.direction})")
-    shown = {m: run.data.metrics[m] for m in METRICS if m in run.data.metrics}
+    shown = {m: run.data.metrics[m] for m in metrics.METRICS if m in run.data.metrics}
     if shown:
         out("metrics:    " + "  ".join(f"{k}={v:.6g}" for k, v in shown.items()))
     out("params:" if params else "params:     (no searched keys found)")
@@ -559,7 +539,7 @@ def compare(
     """The side-by-side table and the metrics that differ beyond `atol` (NaN equals NaN)."""
     rows = [f"{'metric':<15} {'logged':>22} {'reproduced':>22} {'abs diff':>10}"]
     bad: list[str] = []
-    for m in METRICS:
+    for m in metrics.METRICS:
         a, b = logged.get(m), reproduced.get(m)
         if a is None and b is None:
             continue
@@ -606,43 +586,38 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def reproduce(
-    run_id: str | None = None,
-    *,
-    best: bool = False,
-    experiment: str | None = None,
-    tracking_uri: str | None = None,
-    atol: float = 1e-6,
-    sets: Mapping[str, str] | None = None,
-    out: Printer = _out,
-    warn: Printer = _warn,
-) -> int:
-    """Re-run a logged run. Returns 0 when the metrics match; raises MismatchError (exit 1) when
-    they don't, ReproduceError / ConfigError / TrackingError / DataError (exit 2) on bad input."""
+def _check_arguments(run_id: str | None, best: bool, experiment: str | None, atol: float) -> None:
     if bool(run_id) == bool(best):
         raise ReproduceError("give either RUN_ID or --best --experiment NAME")
     if best and not experiment:
         raise ReproduceError("--best needs --experiment NAME")
     if atol < 0 or not math.isfinite(atol):
         raise ReproduceError(f"--atol must be a finite number >= 0, got {atol}")
-    uri = resolve_uri(tracking_uri, option="--tracking-uri")
-    client = open_store(uri)
-    if best:
-        b = best_run(client, experiment, uri)  # type: ignore[arg-type]
-        for note in b.notes:
-            warn(note)
-        run = b.run
-        out(f"best run of experiment {experiment!r}: {run.info.run_id} ({run.info.run_name})")
-    else:
-        run = get_run(client, run_id, uri)  # type: ignore[arg-type]
-    run_id = run.info.run_id
-    text = read_config_artifact(client, run, uri)
-    cfg, notes = prepare_config(text, uri, sets)
-    for note in notes:
-        out(f"note: {note}")
 
-    tags = run.data.tags
-    if tags.get("optuna.state") == "PRUNED":
+
+def _run_to_reproduce(
+    client,
+    run_id: str | None,
+    best: bool,
+    experiment: str | None,
+    uri: str,
+    out: Printer,
+    warn: Printer,
+):
+    """The run named by RUN_ID, or with --best the best run of the experiment."""
+    if not best:
+        return get_run(client, run_id, uri)  # type: ignore[arg-type]
+    b = best_run(client, experiment, uri)  # type: ignore[arg-type]
+    for note in b.notes:
+        warn(note)
+    run = b.run
+    out(f"best run of experiment {experiment!r}: {run.info.run_id} ({run.info.run_name})")
+    return run
+
+
+def _warn_about_original(run, warn: Printer) -> None:
+    """A pruned or unfinished original has final metrics a full re-run need not match."""
+    if run.data.tags.get("optuna.state") == "PRUNED":
         warn(
             "the original trial was pruned; the reproduction runs to the end, so its final "
             "metrics are compared with the last evaluation the trial logged"
@@ -650,6 +625,9 @@ def reproduce(
     if run.info.status != "FINISHED":
         warn(f"the original run ended as {run.info.status}")
 
+
+def _environment_drift(tags: Mapping[str, str], cfg: DictConfig, warn: Printer) -> list[str]:
+    """Warn about, and return, every difference from the logged environment and data."""
     from sweep.track.tracking import environment_tags
 
     drift = environment_drift(tags, environment_tags())
@@ -669,9 +647,14 @@ def reproduce(
         warn("the original run had uncommitted changes (git dirty): its code may not be this one")
     if drift:
         warn(f"{len(drift)} difference(s) from the logged environment: metrics may not match")
+    return drift
 
+
+def _run_again(cfg: DictConfig, run, notes: list[str], drift: list[str], uri: str, out: Printer):
+    """Train with the logged config as a new run tagged reproduces=<run id>; its outcome."""
     from sweep.train.runner import run_job
 
+    run_id = run.info.run_id
     cfg.tracking.run_name = f"reproduce {run.info.run_name or run_id}"
     extra = {"reproduces": run_id}
     if notes:
@@ -679,19 +662,50 @@ def reproduce(
     if drift:
         extra["sweep.drift"] = "; ".join(drift)[:5000]
     out(f"reproducing run {run_id} ({run.info.run_name}) in {mask_uri(uri)} ...")
-    outcome = run_job(cfg, None, extra_tags=extra, want_outcome=True)
+    return run_job(cfg, None, extra_tags=extra, want_outcome=True)
 
-    logged = {m: run.data.metrics[m] for m in METRICS if m in run.data.metrics}
+
+def _check_metrics(run, outcome, atol: float, out: Printer, warn: Printer) -> None:
+    """Print the logged and reproduced metrics side by side; MismatchError if they differ."""
+    run_id = run.info.run_id
+    logged = {m: run.data.metrics[m] for m in metrics.METRICS if m in run.data.metrics}
     rows, bad = compare(logged, outcome.final, atol)
     out(f"reproduced as run {outcome.run_id} (tagged reproduces={run_id})")
     for row in rows:
         out(row)
     if not logged:
-        warn(f"run {run_id} logged none of {', '.join(METRICS)}: nothing to compare")
+        warn(f"run {run_id} logged none of {', '.join(metrics.METRICS)}: nothing to compare")
     if bad:
         raise MismatchError(
             f"reproduced metrics differ from run {run_id} beyond --atol {atol:g}: "
             + ", ".join(f"{m} {_num(logged.get(m))} vs {_num(outcome.final.get(m))}" for m in bad)
         )
     out(f"OK: the reproduced metrics match run {run_id} (atol {atol:g})")
+
+
+def reproduce(
+    run_id: str | None = None,
+    *,
+    best: bool = False,
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+    atol: float = 1e-6,
+    sets: Mapping[str, str] | None = None,
+    out: Printer = _out,
+    warn: Printer = _warn,
+) -> int:
+    """Re-run a logged run. Returns 0 when the metrics match; raises MismatchError (exit 1) when
+    they don't, ReproduceError / ConfigError / TrackingError / DataError (exit 2) on bad input."""
+    _check_arguments(run_id, best, experiment, atol)
+    uri = resolve_uri(tracking_uri, option="--tracking-uri")
+    client = open_store(uri)
+    run = _run_to_reproduce(client, run_id, best, experiment, uri, out, warn)
+    text = read_config_artifact(client, run, uri)
+    cfg, notes = prepare_config(text, uri, sets)
+    for note in notes:
+        out(f"note: {note}")
+    _warn_about_original(run, warn)
+    drift = _environment_drift(run.data.tags, cfg, warn)
+    outcome = _run_again(cfg, run, notes, drift, uri, out)
+    _check_metrics(run, outcome, atol, out, warn)
     return 0

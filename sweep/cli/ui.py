@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import IO
 
 from sweep.core.config import mask_uri
+from sweep.core.errors import UserError
 from sweep.track.tracking import artifact_root, check_reachable, sqlite_path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 
 
-class UIError(ValueError):
+class UIError(UserError, ValueError):
     """The UI cannot be started as asked; one line."""
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import sys
 from typing import Any
 
 from hydra.errors import (
@@ -29,7 +28,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 from omegaconf.nodes import BooleanNode, EnumNode, FloatNode, IntegerNode, StringNode
 
+from sweep.core import internals
 from sweep.core.config import MASK, is_secret_key, mask_uri
+from sweep.core.errors import exit_on_user_error
 
 # what Hydra raises for bad input while it composes the config (MissingConfigException is a
 # ConfigCompositionException); anything else is a bug and keeps Hydra's own report
@@ -37,8 +38,7 @@ BAD_INPUT = (ConfigCompositionException, OverrideParseException, SearchPathExcep
 
 
 def exit_on_bad_input(e: BaseException) -> None:
-    print(f"error: {describe(e)}", file=sys.stderr)
-    sys.exit(2)
+    exit_on_user_error(describe(e))
 
 
 def own_hydra_errors() -> None:
@@ -51,7 +51,7 @@ def own_hydra_errors() -> None:
     HYDRA_FULL_ERROR=1 Hydra's full traceback is kept. If a future Hydra moves the function, its
     own report (exit 1) comes back and tests/test_bad_input.py fails.
     """
-    import hydra._internal.utils as hydra_utils  # private, see above
+    hydra_utils = internals.hydra_utils()  # private, see above
 
     original = getattr(hydra_utils, "run_and_report", None)
     if original is None or getattr(original, "_sweep_owned", False):

@@ -12,14 +12,19 @@ import math
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from sweep.core import tree
+from sweep.core.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config value that cannot work; the message is one line and names the key."""
 
 
@@ -168,22 +173,41 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def validate(cfg: DictConfig, *, check_device: bool = True) -> None:
-    """Cross-field checks that need no data. Raises ConfigError naming the key."""
+@contextmanager
+def _missing_is_config_error(prefix: str = "") -> Iterator[None]:
+    """A `???` left in (e.g. `~model`, `tracking.experiment=???`) becomes one ConfigError line;
+    `prefix` completes the key of a group checked on its own (`data.`)."""
     from omegaconf.errors import MissingMandatoryValue
 
     try:
-        _validate(cfg, check_device=check_device)
-    except MissingMandatoryValue as e:  # `???` left in (e.g. `~model`, `tracking.experiment=???`)
+        yield
+    except MissingMandatoryValue as e:
         key = getattr(e, "full_key", None) or str(e).splitlines()[0]
         raise ConfigError(
-            f"{key} is required and has no value: set it on the command line"
+            f"{prefix}{key} is required and has no value: set it on the command line"
         ) from None
+
+
+def validate(cfg: DictConfig, *, check_device: bool = True) -> None:
+    """Cross-field checks that need no data. Raises ConfigError naming the key."""
+    with _missing_is_config_error():
+        _validate(cfg, check_device=check_device)
 
 
 def _validate(cfg: DictConfig, *, check_device: bool) -> None:
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # every `???` is filled
     o, s, t, d, m = cfg.optimizer, cfg.scheduler, cfg.trainer, cfg.data, cfg.model
+    # the groups run in this order, so for any config the first failing check is the one raised
+    _validate_optimizer(o)
+    _validate_scheduler(s, o)
+    _validate_trainer(t)
+    _validate_data(d)
+    _validate_model(m)
+    if check_device:
+        _validate_device(t)
+
+
+def _validate_optimizer(o: DictConfig) -> None:
     _require(o.name in OPTIMIZERS, f"optimizer.name must be one of {OPTIMIZERS}, got {o.name!r}")
     _require(math.isfinite(o.lr) and o.lr > 0, f"optimizer.lr must be > 0, got {o.lr}")
     _require(
@@ -193,6 +217,9 @@ def _validate(cfg: DictConfig, *, check_device: bool) -> None:
     _require(o.eps > 0, f"optimizer.eps must be > 0, got {o.eps}")
     _require(o.weight_decay >= 0, f"optimizer.weight_decay must be >= 0, got {o.weight_decay}")
 
+
+def _validate_scheduler(s: DictConfig, o: DictConfig) -> None:
+    """`o` is the optimizer group: a polynomial schedule must end below its start LR."""
     _require(s.name in SCHEDULERS, f"scheduler.name must be one of {SCHEDULERS}, got {s.name!r}")
     _require(
         0 <= s.warmup_ratio < 1, f"scheduler.warmup_ratio must be in [0, 1), got {s.warmup_ratio}"
@@ -213,6 +240,8 @@ def _validate(cfg: DictConfig, *, check_device: bool) -> None:
             f"scheduler.decay_steps must be > 0, got {s.decay_steps}",
         )
 
+
+def _validate_trainer(t: DictConfig) -> None:
     _require(t.epochs > 0 or t.max_steps > 0, "trainer.epochs or trainer.max_steps must be > 0")
     _require(t.eval_every > 0, f"trainer.eval_every must be > 0 steps, got {t.eval_every}")
     _require(t.logging_every > 0, f"trainer.logging_every must be > 0, got {t.logging_every}")
@@ -250,6 +279,8 @@ def _validate(cfg: DictConfig, *, check_device: bool) -> None:
         t.checkpoint_every >= 0, f"trainer.checkpoint_every must be >= 0, got {t.checkpoint_every}"
     )
 
+
+def _validate_data(d: DictConfig) -> None:
     _require(
         d.name in ("synthetic", "imdb", "files"),
         f"data.name must be synthetic, imdb or files, got {d.name!r}",
@@ -270,12 +301,43 @@ def _validate(cfg: DictConfig, *, check_device: bool) -> None:
         f"data.positive_label must be a label of the data or null (the default), "
         f"got {positive_label!r}",
     )
+    if d.name == "imdb":
+        _require(
+            bool(d.hub_id), "data.hub_id (a Hugging Face dataset id) is required with data=imdb"
+        )
     if d.name == "files":
         _require(bool(d.train_file), "data.train_file is required with data=files")
         _require(
             0 < d.validation_fraction < 1,
             f"data.validation_fraction must be in (0, 1), got {d.validation_fraction}",
         )
+
+
+def data_config(node: Any) -> DictConfig:
+    """The `data` group as the schema types it, checked by the rules of `validate`.
+
+    `node` is the composed `cfg.data`, or a partial dict or namespace (benchmarks, tests): it is
+    merged onto `DataConfig`, so a key left out takes the schema's default and no other.
+    """
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(node, DictConfig):
+        plain = OmegaConf.to_container(node, resolve=True)  # interpolations need node's root
+    elif isinstance(node, dict):
+        plain = dict(node)
+    else:
+        plain = dict(vars(node))
+    try:
+        d = OmegaConf.merge(OmegaConf.structured(DataConfig), plain)
+    except OmegaConfBaseException as e:  # an unknown key or a value of the wrong type
+        raise ConfigError(f"data.{e.full_key}: {str(e).splitlines()[0]}") from None
+    with _missing_is_config_error("data."):
+        OmegaConf.to_container(d, resolve=True, throw_on_missing=True)
+        _validate_data(d)
+    return d  # type: ignore[return-value]
+
+
+def _validate_model(m: DictConfig) -> None:
     _require(
         m.source in ("random", "package", "hub"),
         f"model.source must be random, package or hub, got {m.source!r}",
@@ -293,7 +355,10 @@ def _validate(cfg: DictConfig, *, check_device: bool) -> None:
         f"got {m.attn_implementation!r}",
     )
 
-    if check_device and (t.precision == "fp16" or t.device == "cuda"):
+
+def _validate_device(t: DictConfig) -> None:
+    """fp16 and device=cuda need a CUDA GPU on this machine."""
+    if t.precision == "fp16" or t.device == "cuda":
         import torch  # only here: validation of the rest needs no torch
 
         if not torch.cuda.is_available():
@@ -367,12 +432,9 @@ def mask_value(key: str, value: Any) -> Any:
 
 
 def mask_tree(node: Any, prefix: str = "") -> Any:
-    """A copy of a plain dict/list tree with secret values and URI credentials masked."""
-    if isinstance(node, dict):
-        return {k: mask_tree(v, f"{prefix}.{k}" if prefix else str(k)) for k, v in node.items()}
-    if isinstance(node, list):
-        return [mask_tree(v, prefix) for v in node]
-    return mask_value(prefix, node)
+    """A copy of a plain dict/list tree with secret values and URI credentials masked. A list
+    item is judged by its list's key: every item of `tokens: [...]` is a secret."""
+    return tree.map_leaves(node, mask_value, prefix, index=False)
 
 
 _KEY_VALUE = re.compile(r"^[+~]{0,2}(?P<key>[\w.\-/@]+)=(?P<value>.+)$", re.DOTALL)
@@ -384,18 +446,17 @@ def secret_values(node: Any, prefix: str = "") -> set[str]:
     """The secret strings inside a plain tree (or a list of override strings): values under
     secret keys, `key=value` overrides with a secret key, and passwords inside URIs."""
     found: set[str] = set()
-    if isinstance(node, dict):
-        for k, v in node.items():
-            found |= secret_values(v, f"{prefix}.{k}" if prefix else str(k))
-        return found
-    if isinstance(node, list | tuple):
-        for v in node:
-            found |= secret_values(v, prefix)
-        return found
-    if node is None or isinstance(node, bool):
-        return found
-    text = str(node)
-    if is_secret_key(prefix):
+    for path, leaf in tree.leaves(node, prefix, index=False):  # list items: their list's key
+        found |= _leaf_secrets(path, leaf)
+    return found
+
+
+def _leaf_secrets(key: str, value: Any) -> set[str]:
+    if value is None or isinstance(value, bool):
+        return set()
+    found: set[str] = set()
+    text = str(value)
+    if is_secret_key(key):
         found.add(text)
     m = _KEY_VALUE.match(text)
     if m and is_secret_key(m["key"]):
@@ -452,23 +513,23 @@ def mask_files(paths: list[Any], secrets: set[str]) -> None:
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
-    out: dict[str, Any] = {}
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    else:
-        out[prefix] = node
-    return out
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values, an empty dict leaves no key."""
+    return dict(tree.leaves(node, prefix, into_lists=False))
 
 
 def resolved(cfg: DictConfig) -> dict[str, Any]:
     """The fully resolved config as plain containers."""
-    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+    out = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    return out  # type: ignore[return-value]
 
 
 def default_cache_dir() -> str:
-    return os.environ.get("SWEEP_CACHE_DIR") or os.path.expanduser("~/.cache/sweep-orchestrator")
+    """Where tokenized splits are cached when `data.cache_dir` is null: `$SWEEP_CACHE_DIR`, else
+    `~/.cache/sweep-orchestrator/tokenized`. Users' caches live there: a new path orphans them."""
+    env = os.environ.get("SWEEP_CACHE_DIR")
+    if env:
+        return env
+    return os.path.join(os.path.expanduser("~"), ".cache", "sweep-orchestrator", "tokenized")
 
 
 # --------------------------------------------------------------------------- the sweeper's schema

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, distribution_to_json
 
 from sweep.core.config import flatten, is_secret_key, mask_uri, resolved
+from sweep.core.errors import UserError
 
 DIGEST = "sweep.identity"
 DOC = "sweep.identity_doc"
@@ -178,7 +179,7 @@ def summary(diffs: list[str], limit: int = 4) -> str:
 # --------------------------------------------------------------------------- choosing the study
 
 
-class IdentityError(ValueError):
+class IdentityError(UserError, ValueError):
     """A study holds another sweep than the one asked for; one line saying what differs."""
 
 

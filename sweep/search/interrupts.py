@@ -1,8 +1,8 @@
 """A Ctrl-C that library code swallowed still stops the sweep.
 
 Python turns SIGINT into KeyboardInterrupt wherever the main thread is. When that is inside
-library code that cleans up in a `finally` which itself fails (Optuna's journal-file lock, seen
-in CI: the interrupted release raised FileNotFoundError instead), the KeyboardInterrupt is
+library code that cleans up in a `finally` which itself fails (an interrupted release of Optuna's
+journal-file lock raises FileNotFoundError), the KeyboardInterrupt is
 replaced by another exception, the trial is told FAIL like any failure, and the worker goes on
 with the next trial as if nobody had pressed Ctrl-C. `watch` records that SIGINT arrived; the
 sweep loop calls `check` between steps, which raises KeyboardInterrupt again, so the trial is

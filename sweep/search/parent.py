@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig
 
+from sweep.core import internals
 from sweep.core.config import mask_uri
 from sweep.search import study as study_mod
 
@@ -48,7 +49,7 @@ class ParentRun:
 
         self.tracker = tracking.Tracker(self.uri, self.base.tracking.experiment)
         with self.lock:
-            attrs = self.study._storage.get_study_user_attrs(self.study._study_id)
+            attrs = internals.study_user_attrs(self.study)
             run_id = attrs.get(study_mod.PARENT_RUN)
             found = self._lifecycle(run_id) if run_id else None
             if run_id and found is None:
@@ -218,7 +219,7 @@ class ParentRun:
         rows = study_mod.trial_rows(self.study)
         t.log_text(study_mod.rows_csv(rows), "trials.csv")
         with tempfile.TemporaryDirectory() as tmp:
-            plots.write_all(self.study, Path(tmp))
+            plots.write_all(self.study, Path(tmp), objective=str(self.base.trainer.objective))
             t.log_artifacts(tmp, "plots")
 
 

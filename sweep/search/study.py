@@ -1,7 +1,8 @@
 """Optuna study bookkeeping shared by the sweeper and by trial processes.
 
 Storages, samplers, pruners, the cross-process lock, trial counting against the budget, stale
-trials, and the sweep's MLflow parent run (created once, its id kept in the study).
+trials and their retries, and the trial table. The sweep's MLflow parent run is in parent.py;
+the study only keeps its id (user attr PARENT_RUN).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep.core import internals, metrics
 from sweep.core.config import mask_uri
+from sweep.core.errors import UserError
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -46,15 +49,15 @@ OBJECTIVE_AT_PRUNE = "objective_at_prune"
 # --------------------------------------------------------------------------- storage
 
 
-class StorageError(RuntimeError):
+class StorageError(UserError, RuntimeError):
     """The Optuna storage cannot be used; one line naming the (masked) URL."""
 
 
 def default_storage(experiment: str, study_name: str | None = None) -> str:
     """A journal file in `.sweep/` of the working directory, one per experiment, holding the
     studies of its sweeps: stable across runs (Hydra's sweep dirs are timestamped), and safe for
-    several local worker processes. A study named explicitly used to get a journal of its own
-    name: where that file exists, it is still the one."""
+    several local worker processes. Where a journal named after an explicit study name exists
+    (older versions wrote one per study), that file is the study's."""
 
     def path(name: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
@@ -140,8 +143,8 @@ class StudySpec:
 def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
     """The sampler, reseeded per trial number: workers propose different points, and a sweep is
     repeatable trial by trial. The per-trial seed mixes the sweep's seed and the trial number
-    (numpy's SeedSequence): `seed + number` made sweep seeds 0 and 1 draw the same points one
-    trial apart, so sweeps meant to be independent repeats shared 11 of their 12 draws."""
+    through numpy's SeedSequence, so sweeps with different seeds draw independent points (with
+    `seed + number`, seeds 0 and 1 would share all but one draw)."""
     seed = int(np.random.SeedSequence([spec.seed, seed_offset]).generate_state(1)[0])
     name = spec.sampler
     if name == "tpe":
@@ -173,7 +176,7 @@ class SignalGuard(optuna.pruners.BasePruner):
     collapses to one class, or one that learns nothing in the budget), and a median of their
     curves says nothing about a new trial: a trial still warming up in the good range looks
     worse than runs that never learn. Pruning it also ranks it below every finished trial for
-    TPE, so the sweep would end with nothing (seed 4 of benchmarks/hpsearch.py). Pruning resumes
+    TPE, so the sweep could end with nothing complete (BENCHMARKS.md). Pruning resumes
     as soon as one complete trial scores differently."""
 
     def __init__(self, inner: optuna.pruners.BasePruner):
@@ -236,8 +239,7 @@ def create_or_load(spec: StudySpec, storage=None) -> optuna.Study:
 def trial_in_other_process(spec: StudySpec, number: int) -> optuna.Trial:
     """The live trial object for a job that runs in another process (process launchers)."""
     study = create_or_load(spec)
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    return optuna.trial.Trial(study, trial_id)
+    return optuna.trial.Trial(study, internals.trial_id_of(study, number))
 
 
 def attach_trial(ctx: Any) -> None:
@@ -399,8 +401,9 @@ def fail_stale(
         if not (_process_gone(t) or silent > grace_period):
             continue
         try:  # the reason first: a finished trial takes no more attributes
-            study._storage.set_trial_system_attr(t._trial_id, FAIL_REASON, "worker died")
-            ok = study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            store, tid = internals.storage(study), internals.trial_id(t)
+            store.set_trial_system_attr(tid, FAIL_REASON, "worker died")
+            ok = store.set_trial_state_values(tid, TrialState.FAIL)
         except Exception:  # noqa: BLE001 - its worker (or another) finished it first
             continue
         if not ok:
@@ -452,7 +455,9 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome, error: str, seconds:
         if outcome.run_id:
             trial.set_user_attr(RUN_ID, outcome.run_id)
     if error:
-        study._storage.set_trial_system_attr(trial._trial_id, FAIL_REASON, error[:500])
+        internals.storage(study).set_trial_system_attr(
+            internals.trial_id(trial), FAIL_REASON, error[:500]
+        )
     if outcome is None or outcome.state == "FAIL":
         study.tell(trial, state=TrialState.FAIL)
         log.warning("trial %d FAILED: %s", trial.number, error or "objective is not finite")
@@ -471,9 +476,10 @@ def interrupt(study: optuna.Study, trial: optuna.Trial, parent) -> None:
     Needs no study lock: `retry` is one atomic write, and only the process whose FAIL lands
     retries the trial (a concurrent `fail_stale` that failed it first makes `tell` raise)."""
     with contextlib.suppress(Exception):
-        study._storage.set_trial_system_attr(trial._trial_id, FAIL_REASON, "interrupted (Ctrl-C)")
+        store = internals.storage(study)
+        store.set_trial_system_attr(internals.trial_id(trial), FAIL_REASON, "interrupted (Ctrl-C)")
         study.tell(trial, state=TrialState.FAIL)
-        frozen = study._storage.get_trial(trial._trial_id)
+        frozen = store.get_trial(internals.trial_id(trial))
         retry(study, frozen, int(frozen.system_attrs.get(RETRIES, 0)))
         parent.close_child(
             frozen.user_attrs.get(RUN_ID), "FAIL", {"sweep.interrupted": "true"}, "KILLED"
@@ -491,8 +497,8 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     ]
     if not complete:
         return None
-    pick = min if study.direction.name == "MINIMIZE" else max
-    return pick(complete, key=lambda t: (t.value, -t.number))
+    better = metrics.pick(study.direction.name.lower())
+    return better(complete, key=lambda t: (t.value, -t.number))
 
 
 def shown_value(t: FrozenTrial) -> float | None:
@@ -567,9 +573,7 @@ def table(study: optuna.Study) -> str:
 def progress_line(study: optuna.Study, n_trials: int, number: int) -> str:
     """One plain line per finished trial: the sweep's overall progress and the best so far."""
     c = count(study)
-    t = study._storage.get_trial(
-        study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    )
+    t = internals.storage(study).get_trial(internals.trial_id_of(study, number))
     value = shown_value(t)
     value = "" if value is None else f" value={value:.4f}"
     best = best_trial(study)

@@ -42,7 +42,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from sweep.core import trial_env
+from sweep.core import internals, metrics, trial_env
 from sweep.core.bad_input import describe
 from sweep.core.config import (
     OBJECTIVES,
@@ -53,18 +53,27 @@ from sweep.core.config import (
     secret_values,
     validate,
 )
+from sweep.core.errors import UserError
 from sweep.core.overrides import to_override
 from sweep.search import identity, interrupts, workers
 from sweep.search import study as study_mod
 from sweep.search.parent import ParentRun
-from sweep.track.tracking import TrackingError
 from sweep.train.runner import TrialContext, TrialOutcome, set_trial_context
 
 log = logging.getLogger(__name__)
 _ABSENT = object()
 
 
-class SweepError(RuntimeError):
+@dataclass
+class SweepResult:
+    """How a sweep command ended: the process's exit code (1: the failure limit stopped it) and,
+    for the main worker, the summary it wrote."""
+
+    exit_code: int
+    summary: Any = None
+
+
+class SweepError(UserError, RuntimeError):
     """The sweep cannot run or had to stop; one line saying why."""
 
 
@@ -223,6 +232,33 @@ class Launched:
     started: float
 
 
+@dataclass
+class _Run:
+    """One sweep command's state, filled in step by step from its checks to its summary."""
+
+    secrets: set[str]
+    space: SearchSpace
+    fixed: list[str]  # overrides every trial gets
+    helper: bool  # a helper process started by a main worker (sweep/search/workers.py)
+    base: DictConfig
+    objective: str
+    direction: str
+    storage_url: str
+    tracker_uri: str | None
+    storage: Any = None
+    study_name: str = ""
+    sweep_dir: Path = Path()
+    spec: Any = None  # study_mod.StudySpec
+    study: Any = None  # optuna.Study
+    lock: Any = None  # study_mod.StudyLock
+    helpers: Any = None  # workers.Helpers
+    parent: Any = None  # ParentRun
+    heartbeat: Any = None  # Heartbeat
+    exit_code: int = 0
+    reason: str = ""  # why the sweep stopped before its budget, printed last
+    launched: list[Launched] = field(default_factory=list)  # asked for, not yet told
+
+
 class SweepRunner:
     def __init__(self, **kwargs: Any) -> None:
         self.opts = OmegaConf.create(kwargs)
@@ -275,20 +311,23 @@ class SweepRunner:
                     raise SweepError(f"search space {name}={v}: {describe(e)}") from None
         return base
 
-    def sweep(self, arguments: list[str]) -> Any:
-        try:
-            return self._sweep(arguments)
-        except (
-            SweepError,
-            ConfigError,
-            TrackingError,
-            study_mod.StorageError,
-            identity.IdentityError,
-        ) as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+    def sweep(self, arguments: list[str]) -> SweepResult:
+        """Run one sweep command. Bad input raises a UserError, Ctrl-C a KeyboardInterrupt (after
+        the trials in flight are failed and re-enqueued); the Hydra shim turns both, and a
+        non-zero `exit_code`, into the process's exit."""
+        run = self._prepare(arguments)
+        if run is None:
+            return SweepResult(0)
+        self._open_study(run)
+        self._start(run)
+        self._loop(run)
+        return self._summarise(run)
 
-    def _sweep(self, arguments: list[str]) -> Any:
+    # ---- the steps of one sweep command, in order
+
+    def _prepare(self, arguments: list[str]) -> _Run | None:
+        """Redact secrets, build and check the search space and the options; no storage yet.
+        None: a helper whose main worker never got the sweep started, so nothing to do."""
         o = self.opts
         # secrets on the command line or in the config stay out of logs and Hydra's files
         secrets = secret_values(OmegaConf.to_container(self.config, resolve=False))
@@ -303,7 +342,30 @@ class SweepRunner:
         from sweep.track import tracking
 
         objective = base.trainer.objective
-        direction = o.direction or ("minimize" if objective == "eval_loss" else "maximize")
+        direction = o.direction or metrics.direction(objective)
+        self._check_options(direction)
+        experiment = base.tracking.experiment
+        storage_url = o.storage or study_mod.default_storage(experiment, o.study_name)
+        tracker_uri = tracking.resolve_uri(base.tracking.uri) if base.tracking.enabled else None
+        if helper and not workers.await_main():
+            log.info("the main worker did not get the sweep started: nothing to do")
+            return None
+        if tracker_uri:
+            tracking.check_reachable(tracker_uri, base.tracking.connect_timeout)
+        return _Run(
+            secrets=secrets,
+            space=space,
+            fixed=fixed,
+            helper=helper,
+            base=base,
+            objective=objective,
+            direction=direction,
+            storage_url=storage_url,
+            tracker_uri=tracker_uri,
+        )
+
+    def _check_options(self, direction: str) -> None:
+        o = self.opts
         if direction not in ("minimize", "maximize"):
             raise SweepError(
                 f"hydra.sweeper.direction must be minimize or maximize, got {direction!r}"
@@ -322,48 +384,70 @@ class SweepRunner:
             workers.parse(o.n_workers)
         except workers.WorkerError as e:
             raise SweepError(str(e)) from None
-        experiment = base.tracking.experiment
-        storage_url = o.storage or study_mod.default_storage(experiment, o.study_name)
-        tracker_uri = tracking.resolve_uri(base.tracking.uri) if base.tracking.enabled else None
-        if helper and not workers.await_main():
-            log.info("the main worker did not get the sweep started: nothing to do")
-            sys.exit(0)
-        if tracker_uri:
-            tracking.check_reachable(tracker_uri, base.tracking.connect_timeout)
-        storage = study_mod.open_storage(storage_url)
-        ident_doc = identity.describe(
-            base,
-            space.distributions,
+
+    def _open_study(self, run: _Run) -> None:
+        """Open the storage, choose the study by identity, create or load it, record it."""
+        o = self.opts
+        run.storage = study_mod.open_storage(run.storage_url)
+        ident_doc = self._identity_doc(run)
+        ident = identity.digest(ident_doc)
+        run.study_name, note = identity.choose_study(
+            run.storage,
+            o.study_name,
+            run.base.tracking.experiment,
+            ident,
+            ident_doc,
+            run.space.distributions,
+        )
+        if note and not run.helper:
+            print(f"note: {note}", file=sys.stderr)
+
+        run.sweep_dir = Path(self.config.hydra.sweep.dir)
+        run.sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, run.sweep_dir / "multirun.yaml")
+        if run.secrets:
+            mask_files([run.sweep_dir / "multirun.yaml"], run.secrets)
+
+        run.spec = spec = self._study_spec(run)
+        for make in (study_mod.make_sampler, study_mod.make_pruner):
+            try:
+                make(spec)
+            except (ValueError, ImportError) as e:
+                raise SweepError(str(e)) from None
+        try:
+            run.study = study_mod.create_or_load(spec, run.storage)
+        except ValueError as e:  # e.g. the stored study optimises the other direction
+            raise SweepError(str(e)) from None
+        run.lock = study_mod.StudyLock(run.storage_url, run.study_name)
+        with run.lock:
+            identity.record(run.study, ident, ident_doc)
+            study_mod.enqueue_known(run.study, [dict(e) for e in o.enqueue])
+
+    def _identity_doc(self, run: _Run) -> dict:
+        o = self.opts
+        return identity.describe(
+            run.base,
+            run.space.distributions,
             o.conditions or {},
             {
-                "direction": direction,
+                "direction": run.direction,
                 "sampler": o.sampler,
                 "seed": o.seed,
                 "n_startup_trials": o.n_startup_trials,
                 "pruner": o.pruner,
                 "pruner_startup_trials": o.pruner_startup_trials,
                 "pruner_warmup_steps": o.pruner_warmup_steps,
-                "prune_on": o.prune_on or objective,
+                "prune_on": o.prune_on or run.objective,
             },
-            pinned={f.split("=", 1)[0].lstrip("+~") for f in fixed},
+            pinned={f.split("=", 1)[0].lstrip("+~") for f in run.fixed},
         )
-        ident = identity.digest(ident_doc)
-        study_name, note = identity.choose_study(
-            storage, o.study_name, experiment, ident, ident_doc, space.distributions
-        )
-        if note and not helper:
-            print(f"note: {note}", file=sys.stderr)
 
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        if secrets:
-            mask_files([sweep_dir / "multirun.yaml"], secrets)
-
-        spec = study_mod.StudySpec(
-            name=study_name,
-            storage_url=storage_url,
-            direction=direction,
+    def _study_spec(self, run: _Run) -> study_mod.StudySpec:
+        o = self.opts
+        return study_mod.StudySpec(
+            name=run.study_name,
+            storage_url=run.storage_url,
+            direction=run.direction,
             sampler=o.sampler,
             seed=o.seed,
             n_startup_trials=o.n_startup_trials,
@@ -371,25 +455,16 @@ class SweepRunner:
             pruner_startup_trials=o.pruner_startup_trials,
             pruner_warmup_steps=o.pruner_warmup_steps,
         )
-        for make in (study_mod.make_sampler, study_mod.make_pruner):
-            try:
-                make(spec)
-            except (ValueError, ImportError) as e:
-                raise SweepError(str(e)) from None
+
+    def _start(self, run: _Run) -> None:
+        """Start the local helpers, open the MLflow parent run, set the trials' environment."""
+        o = self.opts
+        run.helpers = helpers = workers.Helpers()
+        if not run.helper:
+            self._start_helpers(run.study, run.base, run.sweep_dir, run.fixed, helpers)
+        run.parent = ParentRun(run.study, run.base, run.tracker_uri, run.spec, run.space, run.lock)
         try:
-            study = study_mod.create_or_load(spec, storage)
-        except ValueError as e:  # e.g. the stored study optimises the other direction
-            raise SweepError(str(e)) from None
-        lock = study_mod.StudyLock(storage_url, study_name)
-        with lock:
-            identity.record(study, ident, ident_doc)
-            study_mod.enqueue_known(study, [dict(e) for e in o.enqueue])
-        helpers = workers.Helpers()
-        if not helper:
-            self._start_helpers(study, base, sweep_dir, fixed, helpers)
-        parent = ParentRun(study, base, tracker_uri, spec, space, lock)
-        try:
-            parent.open()
+            run.parent.open()
         except BaseException:
             helpers.ready(ok=False)
             helpers.stop()
@@ -397,129 +472,143 @@ class SweepRunner:
         helpers.ready()
         log.info(
             "study %r on %s: %d/%d trials finished; MLflow parent run %s",
-            study_name,
-            mask_uri(storage_url),
-            study_mod.count(study).finished,
+            run.study_name,
+            mask_uri(run.storage_url),
+            study_mod.count(run.study).finished,
             o.n_trials,
-            parent.run_id,
+            run.parent.run_id,
         )
         self.local = bool(helpers.procs)  # it started helpers: it shows their trials too
         os.environ.update(
             {
-                trial_env.STUDY_SPEC: spec.to_json(),
-                trial_env.PARENT_RUN_ID: parent.run_id or "",
-                trial_env.OBJECTIVE: objective,
+                trial_env.STUDY_SPEC: run.spec.to_json(),
+                trial_env.PARENT_RUN_ID: run.parent.run_id or "",
+                trial_env.OBJECTIVE: run.objective,
                 trial_env.PRUNE_ON: o.prune_on or "",
             }
         )
-        heartbeat = Heartbeat(storage, o.heartbeat_interval)
-        self.progress = study_mod.SweepProgress(study, o.n_trials)
+
+    def _loop(self, run: _Run) -> None:
+        """Ask and run trials until the budget, the timeout or the failure limit is reached."""
+        o = self.opts
+        run.heartbeat = Heartbeat(run.storage, o.heartbeat_interval)
+        self.progress = study_mod.SweepProgress(run.study, o.n_trials)
         started = time.time()
-        exit_code = 0
-        reason = ""
-        launched: list[Launched] = []
         unwatch = interrupts.watch()
         try:
             while True:
                 interrupts.check()
                 if o.timeout and time.time() - started > o.timeout:
-                    reason = f"timeout of {o.timeout}s reached; re-run the command to continue"
+                    run.reason = f"timeout of {o.timeout}s reached; re-run the command to continue"
                     break
                 # every trial asked for is in `launched` at once: a Ctrl-C from here on fails
                 # and re-enqueues it instead of leaving it RUNNING until it goes stale
                 batch: list[Launched] = []
-                launched = batch
-                with lock:
-                    study_mod.fail_stale(study, o.grace_period, o.max_retries, parent)
-                    c = study_mod.count(study)
-                    if c.failures > math.floor(o.max_failure_rate * o.n_trials):
-                        exit_code = 1
-                        reason = (
-                            f"{c.failures} failed trials exceed max_failure_rate="
-                            f"{o.max_failure_rate} of n_trials={o.n_trials}"
-                        )
-                        break
-                    free = o.n_trials - c.finished - c.running
-                    for _ in range(max(0, min(o.n_jobs, free))):
-                        study.sampler = study_mod.make_sampler(spec, seed_offset=len(study.trials))
-                        item = Launched(study.ask(), {}, [], time.time())
-                        batch.append(item)
-                        trial = item.trial
-                        study_mod.claim(storage, trial._trial_id)
-                        heartbeat.add(trial._trial_id)
-                        item.params = space.suggest(trial)
-                        item.overrides = fixed + [to_override(k, v) for k, v in item.params.items()]
-                        item.overrides.append(
-                            f"+hydra.job.env_set.{trial_env.TRIAL_NUMBER}={trial.number}"
-                        )
+                run.launched = batch
+                c = self._ask(run, batch)
+                if c is None:
+                    break
                 if not batch:
-                    if c.running and not helper:
+                    if c.running and not run.helper:
                         # other workers hold the last trials; watch them for staleness (a helper
                         # leaves that, and the summary, to the main worker and exits)
                         if self.local:
-                            self.progress.others_done(study)
+                            self.progress.others_done(run.study)
                         time.sleep(min(o.heartbeat_interval, 1.0 if self.local else 5.0))
                         continue
                     break
-                self._run_batch(batch, study, parent, objective, heartbeat)
-                launched = []
+                self._run_batch(batch, run.study, run.parent, run.objective, run.heartbeat)
+                run.launched = []
         except KeyboardInterrupt:
-            for item in launched:
-                study_mod.interrupt(study, item.trial, parent)
-            helpers.stop()
-            if not helper:
-                parent.finish(status="KILLED")
-            print(
-                "\ninterrupted: unfinished trials were failed and re-enqueued; "
-                "re-run the same command to resume",
-                file=sys.stderr,
-            )
-            sys.exit(130)
+            self._interrupted(run)
+            raise
         except BaseException:
-            helpers.stop()
+            run.helpers.stop()
             raise
         finally:
             unwatch()
-            heartbeat.stop()
+            run.heartbeat.stop()
             if self.local:
                 with contextlib.suppress(Exception):
-                    self.progress.others_done(study)
+                    self.progress.others_done(run.study)
             self.progress.close()
-        for problem in helpers.wait():
+
+    def _ask(self, run: _Run, batch: list[Launched]) -> study_mod.Counts | None:
+        """Under the study lock: fail stale trials, then ask for as many trials as the budget
+        leaves, appending each to `batch` as soon as it exists. None: too many failures."""
+        o = self.opts
+        study = run.study
+        with run.lock:
+            study_mod.fail_stale(study, o.grace_period, o.max_retries, run.parent)
+            c = study_mod.count(study)
+            if c.failures > math.floor(o.max_failure_rate * o.n_trials):
+                run.exit_code = 1
+                run.reason = (
+                    f"{c.failures} failed trials exceed max_failure_rate="
+                    f"{o.max_failure_rate} of n_trials={o.n_trials}"
+                )
+                return None
+            free = o.n_trials - c.finished - c.running
+            for _ in range(max(0, min(o.n_jobs, free))):
+                study.sampler = study_mod.make_sampler(run.spec, seed_offset=len(study.trials))
+                item = Launched(study.ask(), {}, [], time.time())
+                batch.append(item)
+                trial = item.trial
+                study_mod.claim(run.storage, internals.trial_id(trial))
+                run.heartbeat.add(internals.trial_id(trial))
+                item.params = run.space.suggest(trial)
+                item.overrides = run.fixed + [to_override(k, v) for k, v in item.params.items()]
+                item.overrides.append(f"+hydra.job.env_set.{trial_env.TRIAL_NUMBER}={trial.number}")
+        return c
+
+    def _interrupted(self, run: _Run) -> None:
+        """Ctrl-C: fail and re-enqueue the trials in flight, stop the helpers (the caller
+        re-raises the interrupt)."""
+        for item in run.launched:
+            study_mod.interrupt(run.study, item.trial, run.parent)
+        run.helpers.stop()
+        if not run.helper:
+            run.parent.finish(status="KILLED")
+        print(
+            "\ninterrupted: unfinished trials were failed and re-enqueued; "
+            "re-run the same command to resume",
+            file=sys.stderr,
+        )
+
+    def _summarise(self, run: _Run) -> SweepResult:
+        """Wait for the helpers; the main worker finishes the parent run and prints the table.
+        Exit code 1 when the failure limit stopped the sweep."""
+        for problem in run.helpers.wait():
             log.warning(problem)
-        if helper:
-            if reason:
-                print(("error: " if exit_code else "note: ") + reason, file=sys.stderr)
-            sys.exit(exit_code)  # the main worker summarises the sweep
-        summary = parent.finish(status="FAILED" if exit_code else "FINISHED")
-        study_mod.write_results(study, sweep_dir, summary, direction)
+        if run.helper:
+            if run.reason:
+                print(("error: " if run.exit_code else "note: ") + run.reason, file=sys.stderr)
+            return SweepResult(run.exit_code)  # the main worker summarises the sweep
+        summary = run.parent.finish(status="FAILED" if run.exit_code else "FINISHED")
+        study_mod.write_results(run.study, run.sweep_dir, summary, run.direction)
         print(summary.table)
-        tied = study_mod.tied_value(study)
+        tied = study_mod.tied_value(run.study)
         if tied is not None:
             print(
-                f"note: every complete trial scored {objective}={tied:.4g}: the search found "
+                f"note: every complete trial scored {run.objective}={tied:.4g}: the search found "
                 "nothing to tell them apart (each learnt nothing, or predicts one class); try "
                 "another optimizer.lr range or more trials",
                 file=sys.stderr,
             )
-        if reason:
-            print(("error: " if exit_code else "note: ") + reason, file=sys.stderr)
-        if exit_code:
-            sys.exit(exit_code)
-        return summary
+        if run.reason:
+            print(("error: " if run.exit_code else "note: ") + run.reason, file=sys.stderr)
+        return SweepResult(run.exit_code, summary)
 
     def _start_helpers(
         self, study, base: DictConfig, sweep_dir: Path, fixed: list[str], helpers
     ) -> None:
         """Start `n_workers - 1` local helper processes (sweep/search/workers.py); with several
         workers and no `trainer.threads`, every worker gets an equal share of the cores."""
-        from hydra._internal.core_plugins.basic_launcher import BasicLauncher
-
         c = study_mod.count(study)
         n = workers.resolve(
             self.opts.n_workers,
             device=base.trainer.device,
-            in_process=isinstance(self.launcher, BasicLauncher),
+            in_process=isinstance(self.launcher, internals.basic_launcher()),
             remaining=self.opts.n_trials - c.finished - c.running,
         )
         if n < 2:
@@ -533,9 +622,7 @@ class SweepRunner:
     def _run_batch(
         self, batch: list[Launched], study, parent, objective: str, heartbeat: Heartbeat
     ) -> None:
-        from hydra._internal.core_plugins.basic_launcher import BasicLauncher
-
-        in_process = isinstance(self.launcher, BasicLauncher)
+        in_process = isinstance(self.launcher, internals.basic_launcher())
         idx = len(study.trials) - len(batch)
         if in_process:
             # trials run one by one in this process: hand each its trial object in memory
@@ -545,7 +632,7 @@ class SweepRunner:
                     TrialContext(
                         study_name=study.study_name,
                         number=item.trial.number,
-                        trial_id=item.trial._trial_id,
+                        trial_id=internals.trial_id(item.trial),
                         parent_run_id=parent.run_id,
                         trial=item.trial,
                         objective=objective,
@@ -563,10 +650,8 @@ class SweepRunner:
         try:
             returns = self.launcher.launch([b.overrides for b in batch], initial_job_idx=idx)
         except Exception as e:  # noqa: BLE001 - e.g. a worker process was killed
-            from hydra.core.utils import JobReturn, JobStatus
-
             log.error("the launcher failed (%s): its %d trials are FAIL", e, len(batch))
-            returns = [JobReturn(status=JobStatus.FAILED, _return_value=e) for _ in batch]
+            returns = [internals.failed_job(e) for _ in batch]
         for item, ret in zip(batch, returns, strict=True):
             self._tell(study, item, ret, parent, heartbeat)
 
@@ -577,14 +662,15 @@ class SweepRunner:
         trial = item.trial
         outcome: TrialOutcome | None = None
         error = ""
-        if ret.status == JobStatus.COMPLETED and isinstance(ret._return_value, TrialOutcome):
-            outcome = ret._return_value
+        value = internals.job_value(ret)
+        if ret.status == JobStatus.COMPLETED and isinstance(value, TrialOutcome):
+            outcome = value
         elif ret.status == JobStatus.COMPLETED:
-            error = f"the task returned {type(ret._return_value).__name__}, not a trial outcome"
+            error = f"the task returned {type(value).__name__}, not a trial outcome"
         else:
-            exc = ret._return_value
+            exc = value
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        heartbeat.discard(trial._trial_id)
+        heartbeat.discard(internals.trial_id(trial))
         study_mod.tell(study, trial, outcome, error, time.time() - item.started)
         parent.after_trial(trial.number, outcome, error)
         self.progress.trial_done(study, trial.number)

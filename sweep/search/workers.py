@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.core import trial_env
+from sweep.core.errors import UserError
 from sweep.core.overrides import to_override
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ READY_TIMEOUT = 600.0
 GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
 
 
-class WorkerError(ValueError):
+class WorkerError(UserError, ValueError):
     pass
 
 

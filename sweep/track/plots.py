@@ -1,41 +1,87 @@
 """Plots of a study: HTML (plotly, interactive) and PNG (matplotlib; plotly's image export needs a
-browser download that fails offline). Each plot is optional: too few trials skip it."""
+browser download that fails offline). Each plot is optional: too few trials skip it.
+
+`lr_figure` is the one builder of the learning-rate plot: the end-of-sweep files here and the
+`python -m sweep report` page both draw it from the same points."""
 
 from __future__ import annotations
 
 import logging
-import math
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
+from sweep.core import metrics
+
 log = logging.getLogger(__name__)
+
+# {schedule: [(learning rate, objective value, trial number), ...]}
+LRPoints = dict[str, list[tuple[float, float, int]]]
 
 
 def _complete(study: optuna.Study):
     return [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and math.isfinite(t.value)
+        if metrics.finite(t.value)
     ]
 
 
-def lr_by_schedule_points(study: optuna.Study) -> dict[str, list[tuple[float, float, int]]]:
-    groups: dict[str, list[tuple[float, float, int]]] = {}
-    for t in _complete(study):
-        lr = t.params.get("optimizer.lr")
-        if lr is None:
-            continue
-        groups.setdefault(str(t.params.get("scheduler", "fixed")), []).append(
-            (lr, t.value, t.number)
+def by_schedule(trials: Iterable[tuple[Any, Any, Any, int]]) -> LRPoints:
+    """(lr, schedule, value, trial number) of each trial -> the points of `lr_figure`. A trial
+    without a finite lr or value is left out; one without a schedule is `fixed`."""
+    groups: LRPoints = {}
+    for lr, schedule, value, number in trials:
+        if metrics.finite(lr) and metrics.finite(value):
+            name = "fixed" if schedule is None else str(schedule)
+            groups.setdefault(name, []).append((lr, value, number))
+    return dict(sorted(groups.items()))
+
+
+def lr_by_schedule_points(study: optuna.Study) -> LRPoints:
+    return by_schedule(
+        (t.params.get("optimizer.lr"), t.params.get("scheduler"), t.value, t.number)
+        for t in _complete(study)
+    )
+
+
+def lr_title(objective: str, direction: str) -> str:
+    return f"Learning rate vs. {objective}, by schedule ({direction})"
+
+
+def lr_figure(groups: LRPoints, objective: str, direction: str, **layout: Any):
+    """Learning rate (log axis) against the objective, one marker trace per LR schedule, each
+    point's hover naming its trial; `layout` is passed on to plotly's `update_layout`."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for sched, pts in sorted(groups.items()):
+        fig.add_trace(
+            go.Scatter(
+                x=[p[0] for p in pts],
+                y=[p[1] for p in pts],
+                text=[f"trial {p[2]}" for p in pts],
+                mode="markers",
+                marker={"size": 10},
+                name=sched,
+            )
         )
-    return groups
+    fig.update_layout(
+        title=lr_title(objective, direction),
+        xaxis={"title": "optimizer.lr", "type": "log"},
+        yaxis={"title": objective},
+        **layout,
+    )
+    return fig
 
 
-def write_all(study: optuna.Study, out: Path) -> list[Path]:
-    """Write every plot the study supports into `out`; returns the files written."""
+def write_all(study: optuna.Study, out: Path, objective: str = "objective") -> list[Path]:
+    """Write every plot the study supports into `out`; returns the files written. `objective`
+    names the value axis (the study itself does not know its metric's name)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,37 +119,21 @@ def write_all(study: optuna.Study, out: Path) -> list[Path]:
                 log.info("skipped plot %s: %s", name, e)
         groups = lr_by_schedule_points(study)
         if groups:
-            written += _lr_plots(groups, study.direction.name.lower(), out, plt)
+            written += _lr_plots(groups, objective, study.direction.name.lower(), out, plt)
     return written
 
 
-def _lr_plots(groups, direction: str, out: Path, plt) -> list[Path]:
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    for sched, pts in sorted(groups.items()):
-        fig.add_trace(
-            go.Scatter(
-                x=[p[0] for p in pts],
-                y=[p[1] for p in pts],
-                text=[f"trial {p[2]}" for p in pts],
-                mode="markers",
-                name=sched,
-            )
-        )
-    fig.update_layout(
-        title=f"Learning rate vs. objective by schedule ({direction})",
-        xaxis={"title": "optimizer.lr", "type": "log"},
-        yaxis={"title": "objective"},
-    )
+def _lr_plots(groups: LRPoints, objective: str, direction: str, out: Path, plt) -> list[Path]:
+    """The learning-rate plot as HTML (`lr_figure`) and as a PNG drawn alike with matplotlib."""
+    fig = lr_figure(groups, objective, direction)
     fig.write_html(str(out / "lr_vs_objective.html"), include_plotlyjs="cdn")
     f, ax = plt.subplots(figsize=(8, 5))
     for sched, pts in sorted(groups.items()):
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=sched)
     ax.set_xscale("log")
     ax.set_xlabel("optimizer.lr")
-    ax.set_ylabel("objective")
-    ax.set_title(f"Learning rate vs. objective by schedule ({direction})")
+    ax.set_ylabel(objective)
+    ax.set_title(lr_title(objective, direction))
     ax.legend()
     f.tight_layout()
     f.savefig(out / "lr_vs_objective.png", dpi=100)

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from sweep.core.config import flatten, mask_tree, mask_uri
+from sweep.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ PARAM_VALUE_MAX = 6000  # MLflow's cap on a param value
 PACKAGES = ("torch", "transformers", "datasets", "accelerate", "mlflow", "optuna", "hydra-core")
 
 
-class TrackingError(RuntimeError):
+class TrackingError(UserError, RuntimeError):
     """The tracking store cannot be used; one line naming the URI."""
 
 

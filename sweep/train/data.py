@@ -17,8 +17,10 @@ Every split ends up as a ``datasets.Dataset`` with exactly the columns ``text`` 
 (/``token_type_ids``)/``labels``/``length`` once per (data fingerprint, tokenizer, max_length),
 memoised in-process and cached on disk as Arrow files. No padding: the collator pads per batch.
 
-Every user-facing data problem raises :class:`DataError` with a one-line message naming the file,
-column or key.
+The config values are checked in one place, :func:`sweep.core.config.data_config` (the rules of
+``validate``), which :func:`load_raw` applies to what it is given; this module checks only what
+the data themselves hold. Every user-facing data problem raises :class:`DataError` with a one-line
+message naming the file, column or key.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import datasets
+from omegaconf import DictConfig, OmegaConf
+
+from sweep.core.config import data_config, default_cache_dir
+from sweep.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +64,7 @@ __all__ = [
 ]
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A user-facing data problem. The message is one line and names the file, column or key."""
 
     def __init__(self, message: str):
@@ -390,13 +396,10 @@ def generate_review_records(
 
     ``label_noise`` flips exactly ``round(n * label_noise)`` labels (chosen by a separate seeded
     stream, so the texts do not depend on it). :func:`load_raw` applies it to the train split
-    only; the validation split is generated clean from a different ``stream``.
+    only; the validation split is generated clean from a different ``stream``. The bounds of
+    ``n`` (``data.train_size`` / ``data.eval_size``) and ``label_noise`` are the config's.
     Uses only ``random.Random`` seeded with a string (stable across processes and machines).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise DataError(f"data.train_size/eval_size must be a non-negative int, got {n!r}")
-    if not (0.0 <= float(label_noise) < 0.5):
-        raise DataError(f"data.label_noise must be in [0, 0.5), got {label_noise!r}")
     base = f"sweep-synthetic/v1/{int(seed)}/{stream}"
     rng = random.Random(base)
     labels = [0] * (n // 2) + [1] * (n - n // 2)
@@ -435,14 +438,6 @@ _EXTENSIONS = {
 }
 
 
-def _get(cfg: Any, key: str, default: Any = None) -> Any:
-    try:
-        value = getattr(cfg, key)
-    except (AttributeError, KeyError):
-        return default
-    return default if value is None else value
-
-
 def _make_dataset(texts: Sequence[str], labels: Sequence[int]) -> datasets.Dataset:
     return datasets.Dataset.from_dict(
         {"text": list(texts), "label": [int(y) for y in labels]}, features=_FEATURES
@@ -461,13 +456,9 @@ def _fingerprint(splits: Sequence[tuple[Sequence[str], Sequence[int]]], names: l
     return h.hexdigest()[:16]
 
 
-def _subset_indices(n: int, limit: Any, seed: int, split: str, key: str) -> list[int] | None:
+def _subset_indices(n: int, limit: int | None, seed: int, split: str) -> list[int] | None:
     """Indices of a seeded shuffle of range(n), first ``limit``; None when no subsetting."""
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
-        raise DataError(f"data.{key} must be a positive int or null, got {limit!r}")
-    if limit >= n:
+    if limit is None or limit >= n:
         return None
     idx = list(range(n))
     random.Random(f"sweep-subset/{int(seed)}/{split}").shuffle(idx)
@@ -478,15 +469,14 @@ def _finish(
     train: tuple[list[str], list[int]],
     val: tuple[list[str], list[int]],
     names: list[str],
-    cfg: Any,
-    seed: int,
+    d: DictConfig,
     source: str,
 ) -> RawData:
     out = []
     notes = []
     plan = ((train, "train", "max_train_samples"), (val, "validation", "max_eval_samples"))
     for (texts, labels), split, key in plan:
-        idx = _subset_indices(len(texts), _get(cfg, key), seed, split, key)
+        idx = _subset_indices(len(texts), d[key], d.seed, split)
         if idx is not None:
             texts, labels = [texts[i] for i in idx], [labels[i] for i in idx]
             notes.append(f"{key}={len(idx)}")
@@ -506,23 +496,22 @@ def _finish(
 def load_raw(cfg: Any) -> RawData:
     """Load the train and validation splits the ``data`` config describes (see module docstring).
 
+    ``cfg`` is the ``data`` group, or a part of it: :func:`~sweep.core.config.data_config` fills
+    in the schema's defaults and raises ``ConfigError`` for a value the config refuses.
     ``max_train_samples`` / ``max_eval_samples`` keep a seeded (``data.seed``) random subset: the
     split is shuffled, then the first N are taken (IMDB is sorted by label, so order matters).
     """
-    name = _get(cfg, "name")
-    seed = _get(cfg, "seed", 0)
-    if name not in ("synthetic", "files", "imdb"):
-        raise DataError(f"data.name must be synthetic, imdb or files, got {name!r}")
+    d = data_config(cfg)
     # the trials of a sweep process share one load (files are keyed by their content)
-    key = _raw_key(cfg)
+    key = _raw_key(d)
     if key in _RAW_MEMO:
         return _RAW_MEMO[key]
-    if name == "synthetic":
-        raw = _load_synthetic(cfg, seed)
-    elif name == "files":
-        raw = _load_files(cfg, seed)
+    if d.name == "synthetic":
+        raw = _load_synthetic(d)
+    elif d.name == "files":
+        raw = _load_files(d)
     else:
-        raw = _load_hub(cfg, seed)
+        raw = _load_hub(d)
     _RAW_MEMO.clear()  # one data set at a time
     _RAW_MEMO[key] = raw
     return raw
@@ -531,15 +520,8 @@ def load_raw(cfg: Any) -> RawData:
 _RAW_MEMO: dict[str, RawData] = {}
 
 
-def _raw_key(cfg: Any) -> str:
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(cfg, DictConfig):
-        plain = OmegaConf.to_container(cfg, resolve=True)
-    elif isinstance(cfg, dict):
-        plain = dict(cfg)
-    else:  # a namespace-like config
-        plain = dict(vars(cfg))
+def _raw_key(d: DictConfig) -> str:
+    plain: dict[str, Any] = OmegaConf.to_container(d, resolve=True)  # type: ignore[assignment]
     for k in ("train_file", "validation_file"):
         path = plain.get(k)
         if path and os.path.isfile(str(path)):
@@ -551,20 +533,12 @@ def _raw_key(cfg: Any) -> str:
     return json.dumps(plain, sort_keys=True, default=str)
 
 
-def _load_synthetic(cfg: Any, seed: int) -> RawData:
-    train_size = _get(cfg, "train_size", 2000)
-    eval_size = _get(cfg, "eval_size", 500)
-    noise = float(_get(cfg, "label_noise", 0.0))
-    for key, v, lo in (("train_size", train_size, 2), ("eval_size", eval_size, 1)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise DataError(f"data.{key} must be an int >= {lo}, got {v!r}")
-    if not 0.0 <= noise < 0.5:
-        raise DataError(f"data.label_noise must be in [0, 0.5), got {noise!r}")
+def _load_synthetic(d: DictConfig) -> RawData:
     # Noise on train only; validation from its own stream, clean.
-    train = generate_reviews(train_size, seed, noise, stream="train")
-    val = generate_reviews(eval_size, seed, 0.0, stream="eval")
-    source = f"synthetic(n={train_size}+{eval_size}, seed={seed}, noise={noise:g})"
-    return _finish(train, val, ["negative", "positive"], cfg, seed, source)
+    train = generate_reviews(d.train_size, d.seed, d.label_noise, stream="train")
+    val = generate_reviews(d.eval_size, d.seed, 0.0, stream="eval")
+    source = f"synthetic(n={d.train_size}+{d.eval_size}, seed={d.seed}, noise={d.label_noise:g})"
+    return _finish(train, val, ["negative", "positive"], d, source)
 
 
 # ---- files ----------------------------------------------------------------------------------
@@ -735,18 +709,11 @@ def _read_split(path: str, key: str, text_col: str, label_col: str) -> tuple[lis
     return [str(t) for t in raw_texts], [_label_key(v) for v in raw_labels]
 
 
-def _load_files(cfg: Any, seed: int) -> RawData:
-    train_file = _get(cfg, "train_file")
-    if not train_file:
-        raise DataError("data.train_file is required with data=files")
-    val_file = _get(cfg, "validation_file")
-    text_col = str(_get(cfg, "text_column", "text"))
-    label_col = str(_get(cfg, "label_column", "label"))
-    frac = float(_get(cfg, "validation_fraction", 0.2))
-    train_path = os.path.abspath(os.path.expanduser(str(train_file)))
-    val_path = os.path.abspath(os.path.expanduser(str(val_file))) if val_file else None
-    if val_path is None and not 0.0 < frac < 1.0:
-        raise DataError(f"data.validation_fraction must be in (0, 1), got {frac!r}")
+def _load_files(d: DictConfig) -> RawData:
+    text_col, label_col, frac, seed = d.text_column, d.label_column, d.validation_fraction, d.seed
+    train_path = os.path.abspath(os.path.expanduser(d.train_file))
+    val_file = d.validation_file
+    val_path = os.path.abspath(os.path.expanduser(val_file)) if val_file else None
     # cheap checks on both files before parsing either
     _check_file(train_path, "train_file")
     if val_path is not None:
@@ -763,7 +730,7 @@ def _load_files(cfg: Any, seed: int) -> RawData:
         if n < 2:
             raise DataError(f"{tbase}: {n} row is too few to hold out a validation split")
         idx = list(range(n))
-        random.Random(f"sweep-split/{int(seed)}").shuffle(idx)
+        random.Random(f"sweep-split/{seed}").shuffle(idx)
         v_idx, tr_idx = sorted(idx[:n_val]), sorted(idx[n_val:])
         v_texts, v_keys = [t_texts[i] for i in v_idx], [t_keys[i] for i in v_idx]
         all_keys = set(t_keys)  # one file: the label set is the file's
@@ -794,25 +761,16 @@ def _load_files(cfg: Any, seed: int) -> RawData:
     )
     train = (t_texts, [ids[k] for k in t_keys])
     val = (v_texts, [ids[k] for k in v_keys])
-    return _finish(train, val, names, cfg, seed, source)
+    return _finish(train, val, names, d, source)
 
 
 # ---- hub ------------------------------------------------------------------------------------
 
 
-def _load_hub(cfg: Any, seed: int) -> RawData:
-    """IMDB (or another hub dataset with ``text``/``label``) via ``datasets.load_dataset``.
-
-    IMDB has no validation split: its ``test`` split (``data.validation_split``) serves as
-    validation. Offline (``HF_DATASETS_OFFLINE=1``) this works from a warm HF cache only; a cold
-    cache or an unreachable hub raises :class:`DataError` naming the dataset id.
-    """
-    hub_id = str(_get(cfg, "hub_id", "stanfordnlp/imdb"))
-    val_split = str(_get(cfg, "validation_split", "test"))
-    text_col = str(_get(cfg, "text_column", "text"))
-    label_col = str(_get(cfg, "label_column", "label"))
+def _open_hub_dataset(hub_id: str) -> Any:
+    """``datasets.load_dataset(hub_id)``; any failure becomes a :class:`DataError` with a hint."""
     try:
-        dd = datasets.load_dataset(hub_id)
+        return datasets.load_dataset(hub_id)
     except Exception as e:
         msg = " ".join(str(e).split())[:300]
         offline = os.environ.get("HF_DATASETS_OFFLINE") or os.environ.get("HF_HUB_OFFLINE")
@@ -826,6 +784,10 @@ def _load_hub(cfg: Any, seed: int) -> RawData:
             f"({type(e).__name__}: {msg}); download it once with network access "
             f"(HF_DATASETS_CACHE), or use data=files / data=synthetic"
         ) from None
+
+
+def _check_hub_splits(dd: Any, hub_id: str, val_split: str, text_col: str, label_col: str) -> None:
+    """Both splits exist and carry the text and label columns; train is checked first."""
     for split in ("train", val_split):
         if split not in dd:
             raise DataError(
@@ -839,20 +801,44 @@ def _load_hub(cfg: Any, seed: int) -> RawData:
                     f"data.{key}: column {col!r} not found in {hub_id}[{split}]; "
                     f"columns found: {cols}"
                 )
+
+
+def _hub_labels(
+    feat: Any, train_labels: Any, val_labels: Any, hub_id: str, val_split: str
+) -> tuple[list[str], Any, Any]:
+    """The label names and both splits' labels as ids.
+
+    A ``ClassLabel`` column already holds ids and names them; any other column is mapped from
+    the train split's label set, and a validation label outside it is an error.
+    """
+    if isinstance(feat, datasets.ClassLabel):
+        return list(feat.names), train_labels, val_labels
+    keys = {_label_key(v) for v in train_labels}
+    names = _label_mapping(keys)
+    ids = {k: i for i, k in enumerate(names)}
+    bad = sorted({_label_key(v) for v in val_labels} - set(ids))
+    if bad:
+        raise DataError(f"{hub_id}[{val_split}]: labels {bad} do not occur in train")
+    train_ids = [ids[_label_key(v)] for v in train_labels]
+    val_ids = [ids[_label_key(v)] for v in val_labels]
+    return names, train_ids, val_ids
+
+
+def _load_hub(d: DictConfig) -> RawData:
+    """IMDB (or another hub dataset with ``text``/``label``) via ``datasets.load_dataset``.
+
+    IMDB has no validation split: its ``test`` split (``data.validation_split``) serves as
+    validation. Offline (``HF_DATASETS_OFFLINE=1``) this works from a warm HF cache only; a cold
+    cache or an unreachable hub raises :class:`DataError` naming the dataset id.
+    """
+    hub_id, val_split = d.hub_id, d.validation_split
+    text_col, label_col = d.text_column, d.label_column
+    dd = _open_hub_dataset(hub_id)
+    _check_hub_splits(dd, hub_id, val_split, text_col, label_col)
     feat = dd["train"].features[label_col]
     train_texts, train_labels = dd["train"][text_col], dd["train"][label_col]
     val_texts, val_labels = dd[val_split][text_col], dd[val_split][label_col]
-    if isinstance(feat, datasets.ClassLabel):
-        names = list(feat.names)
-    else:
-        keys = {_label_key(v) for v in train_labels}
-        names = _label_mapping(keys)
-        ids = {k: i for i, k in enumerate(names)}
-        bad = sorted({_label_key(v) for v in val_labels} - set(ids))
-        if bad:
-            raise DataError(f"{hub_id}[{val_split}]: labels {bad} do not occur in train")
-        train_labels = [ids[_label_key(v)] for v in train_labels]
-        val_labels = [ids[_label_key(v)] for v in val_labels]
+    names, train_labels, val_labels = _hub_labels(feat, train_labels, val_labels, hub_id, val_split)
     if any(y is None or y < 0 for y in list(train_labels) + list(val_labels)):
         raise DataError(f"{hub_id}: unlabelled rows (label -1) in train or {val_split}")
     source = f"hub({hub_id}, validation={val_split})"
@@ -860,8 +846,7 @@ def _load_hub(cfg: Any, seed: int) -> RawData:
         (list(train_texts), list(train_labels)),
         (list(val_texts), list(val_labels)),
         names,
-        cfg,
-        seed,
+        d,
         source,
     )
 
@@ -880,14 +865,6 @@ def clear_tokenize_memo(reset_stats: bool = False) -> None:
     if reset_stats:
         for k in TOKENIZE_STATS:
             TOKENIZE_STATS[k] = 0
-
-
-def default_cache_dir() -> str:
-    """``$SWEEP_CACHE_DIR`` or ``~/.cache/sweep-orchestrator/tokenized``."""
-    env = os.environ.get("SWEEP_CACHE_DIR")
-    if env:
-        return env
-    return os.path.join(os.path.expanduser("~"), ".cache", "sweep-orchestrator", "tokenized")
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -925,9 +902,8 @@ def tokenize(
     ``<cache_dir>/<key>-{train,validation}.arrow`` (None: :func:`default_cache_dir`).
     A file lock per key makes concurrent processes compute once; datasets writes each file to a
     temporary name and renames it. :data:`TOKENIZE_STATS` counts memo hits, disk hits, computes.
+    ``max_length`` is ``data.max_length``, whose bound is the config's.
     """
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise DataError(f"data.max_length must be a positive int, got {max_length!r}")
     key = _tokenize_key(raw, tokenizer, max_length)
     hit = _MEMO.get(key)
     if hit is not None:

@@ -32,6 +32,8 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from sweep.core.config import ConfigError, batch_order, interactive, plan_steps, warmup_steps
+from sweep.core.metrics import METRICS, pick
+from sweep.core.metrics import direction as metric_direction
 from sweep.track.tracking import NullTracker
 from sweep.train import batches, optim
 from sweep.train import data as data_mod
@@ -224,11 +226,7 @@ class RunCallback(TrainerCallback):
         return control
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        m = {
-            k: float(v)
-            for k, v in (metrics or {}).items()
-            if k in ("eval_loss", "eval_accuracy", "eval_f1")
-        }
+        m = {k: float(v) for k, v in (metrics or {}).items() if k in METRICS}
         self.tracker.log_metrics(m, step=state.global_step)
         self.history.append({"step": state.global_step, **m})
         self._show(**{k.removeprefix("eval_"): v for k, v in m.items() if k != "eval_loss"})
@@ -423,67 +421,18 @@ def run_training(
     hf_logging.set_verbosity_error()
     quiet_progress_bars()
     prep = prepared or prepare(cfg)
-    num_labels = len(prep.raw.label_names)
-    model = model_mod.build_model(cfg.model, num_labels, seed=t.seed)
-    opt = optim.build_optimizer(model, cfg.optimizer)
-    sched = optim.build_scheduler(
-        opt,
-        cfg.scheduler,
-        total_steps=prep.total_steps,
-        warmup_steps=warmup_steps(cfg, prep.total_steps),
-    )
-    # checkpoints live in a stable directory keyed by the run's config, so a rerun resumes;
-    # without checkpoints Trainer still wants an output_dir: a throwaway one
-    if run_dir:
-        out_dir = run_dir
-    elif t.checkpoint_every > 0:
-        out_dir = os.path.join(t.checkpoint_dir, config_key(cfg))
-    else:
-        out_dir = tempfile.mkdtemp(prefix="sweep-run-")
+    model, opt, sched = _model_and_optimizers(cfg, prep)
+    out_dir = _output_dir(cfg, run_dir)
     callback = RunCallback(tracker, t.objective, t.eval_every, prune_hook)
     perf = PerfCallback()
-    trainer = SweepTrainer(
-        model=model,
-        args=training_arguments(cfg, prep.total_steps, out_dir),
-        train_dataset=prep.train,
-        eval_dataset=prep.eval,
-        # multiples of 8 suit GPU tensor cores; on a CPU they are only more padding
-        data_collator=DataCollatorWithPadding(
-            prep.tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None
-        ),
-        compute_metrics=partial(compute_metrics, positive=prep.positive_index),
-        callbacks=[callback, perf, *(callbacks or [])],
-        optimizers=(opt, sched),
-        eval_subset=prep.eval_subset,
-        batch_order=batch_order(t),
+    trainer = _build_trainer(
+        cfg, prep, model, (opt, sched), out_dir, [callback, perf, *(callbacks or [])]
     )
-    trainer.remove_callback(PrinterCallback)  # our callback logs one line per evaluation instead
-    resume = None
-    if t.checkpoint_every > 0 and Path(out_dir).is_dir():
-        ckpts = latest_complete_checkpoints(Path(out_dir))
-        resume = str(ckpts[-1]) if ckpts else None
-        if resume:
-            log.info("resuming from %s", resume)
-            tracker.set_tags({"sweep.resumed_from": resume})
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=_resume_point(t, out_dir, tracker))
     steps = trainer.state.global_step
     tracker.log_metrics(perf.summary(), step=steps)  # where the time went: sweep/train/perf.py
 
-    history = callback.history
-    final = dict(history[-1]) if history else {}
-    final.pop("step", None)
-    minimize = t.objective == "eval_loss"
-    finite_hist = [h for h in history if math.isfinite(h.get(t.objective, float("nan")))]
-    best_row = (
-        (min if minimize else max)(finite_hist, key=lambda h: h[t.objective]) if finite_hist else {}
-    )
-    best = {k: v for k, v in best_row.items() if k != "step"}
-    source = best if t.objective_at == "best" else final
-    objective = float(source.get(t.objective, float("nan")))
-    status = "diverged" if callback.diverged else "pruned" if callback.pruned else "completed"
-    if status == "diverged":
-        objective = float("nan")
-
+    status, objective, final, best = _outcome(t, callback)
     if t.save_model and status == "completed":
         save_dir = os.path.join(out_dir, "final_model")
         trainer.save_model(save_dir)
@@ -501,6 +450,82 @@ def run_training(
         steps=steps,
         total_steps=prep.total_steps,
         seconds=time.perf_counter() - started,
-        history=history,
+        history=callback.history,
         data_fingerprint=prep.raw.fingerprint,
     )
+
+
+def _model_and_optimizers(cfg: DictConfig, prep: Prepared):
+    """The model, its optimizer and its learning-rate schedule over the run's planned steps."""
+    model = model_mod.build_model(cfg.model, len(prep.raw.label_names), seed=cfg.trainer.seed)
+    opt = optim.build_optimizer(model, cfg.optimizer)
+    sched = optim.build_scheduler(
+        opt,
+        cfg.scheduler,
+        total_steps=prep.total_steps,
+        warmup_steps=warmup_steps(cfg, prep.total_steps),
+    )
+    return model, opt, sched
+
+
+def _output_dir(cfg: DictConfig, run_dir: str | None) -> str:
+    """Checkpoints live in a stable directory keyed by the run's config, so a rerun resumes;
+    without checkpoints Trainer still wants an output_dir: a throwaway one."""
+    t = cfg.trainer
+    if run_dir:
+        return run_dir
+    if t.checkpoint_every > 0:
+        return os.path.join(t.checkpoint_dir, config_key(cfg))
+    return tempfile.mkdtemp(prefix="sweep-run-")
+
+
+def _build_trainer(
+    cfg: DictConfig, prep: Prepared, model, optimizers, out_dir: str, callbacks: list
+) -> SweepTrainer:
+    trainer = SweepTrainer(
+        model=model,
+        args=training_arguments(cfg, prep.total_steps, out_dir),
+        train_dataset=prep.train,
+        eval_dataset=prep.eval,
+        # multiples of 8 suit GPU tensor cores; on a CPU they are only more padding
+        data_collator=DataCollatorWithPadding(
+            prep.tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None
+        ),
+        compute_metrics=partial(compute_metrics, positive=prep.positive_index),
+        callbacks=callbacks,
+        optimizers=optimizers,
+        eval_subset=prep.eval_subset,
+        batch_order=batch_order(cfg.trainer),
+    )
+    trainer.remove_callback(PrinterCallback)  # our callback logs one line per evaluation instead
+    return trainer
+
+
+def _resume_point(t, out_dir: str, tracker) -> str | None:
+    """The latest complete checkpoint to resume from (tagged on the run), when checkpointing."""
+    resume = None
+    if t.checkpoint_every > 0 and Path(out_dir).is_dir():
+        ckpts = latest_complete_checkpoints(Path(out_dir))
+        resume = str(ckpts[-1]) if ckpts else None
+        if resume:
+            log.info("resuming from %s", resume)
+            tracker.set_tags({"sweep.resumed_from": resume})
+    return resume
+
+
+def _outcome(t, callback: RunCallback) -> tuple[str, float, dict[str, float], dict[str, float]]:
+    """(status, objective, final metrics, best metrics) from the evaluations the run saw; the
+    objective is the final or best value (trainer.objective_at), NaN when the run diverged."""
+    history = callback.history
+    final = dict(history[-1]) if history else {}
+    final.pop("step", None)
+    better = pick(metric_direction(t.objective))
+    finite_hist = [h for h in history if math.isfinite(h.get(t.objective, float("nan")))]
+    best_row = better(finite_hist, key=lambda h: h[t.objective]) if finite_hist else {}
+    best = {k: v for k, v in best_row.items() if k != "step"}
+    source = best if t.objective_at == "best" else final
+    objective = float(source.get(t.objective, float("nan")))
+    status = "diverged" if callback.diverged else "pruned" if callback.pruned else "completed"
+    if status == "diverged":
+        objective = float("nan")
+    return status, objective, final, best

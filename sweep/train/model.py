@@ -22,13 +22,15 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from sweep.core.errors import UserError
+
 log = logging.getLogger(__name__)
 
 _PRETRAINED: dict[tuple[str, int, str], PreTrainedModel] = {}
 _TOKENIZERS: dict[str, PreTrainedTokenizerBase] = {}
 
 
-class ModelError(RuntimeError):
+class ModelError(UserError, RuntimeError):
     """The model or tokenizer cannot be loaded; one line saying why."""
 
 

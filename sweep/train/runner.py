@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,13 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 from sweep.core import trial_env
 from sweep.core.config import (
     MASK,
-    ConfigError,
     is_secret_key,
     mask_tree,
     mask_uri,
     resolved,
     validate,
 )
+from sweep.core.metrics import direction as metric_direction
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +177,6 @@ def run_job(
     tracker = make_tracker(cfg, check=check_tracking and ctx is None)
 
     # heavy imports only once the cheap checks passed
-    from sweep.track.tracking import environment_tags, params_of
     from sweep.train import loop
 
     loop.check_compile(cfg)
@@ -186,6 +184,23 @@ def run_job(
     # A plain run with bad data fails before it creates an MLflow run; a trial always gets its
     # child run, so a sweep's failures are visible next to its successes.
     prepared = None if ctx is not None else loop.prepare(cfg)
+    tags = _start_tags(cfg, ctx, extra_tags)
+    prune_hook = _prune_hook(cfg, ctx)
+    trial = ctx.trial if ctx is not None else None
+    tracker.start(run_name(cfg, ctx), tags=tags, parent_run_id=ctx and ctx.parent_run_id)
+    if trial is not None and tracker.run_id:
+        trial.set_user_attr("mlflow_run_id", tracker.run_id)
+    result = _train_in_run(cfg, ctx, tracker, prepared, prune_hook)
+    return _finish(cfg, ctx, tracker, result, want_outcome)
+
+
+def _start_tags(
+    cfg: DictConfig, ctx: TrialContext | None, extra_tags: dict[str, str] | None
+) -> dict[str, str]:
+    """The tags the job's MLflow run starts with: environment, seed, overrides, objective, the
+    caller's extras, and the trial's study and number in a sweep."""
+    from sweep.track.tracking import environment_tags
+
     tags = environment_tags()
     tags.update(
         {
@@ -195,8 +210,6 @@ def run_job(
         }
     )
     tags.update(extra_tags or {})
-    prune_hook = None
-    trial = ctx.trial if ctx is not None else None
     if ctx is not None:
         tags.update(
             {
@@ -205,20 +218,33 @@ def run_job(
                 "optuna.state": "RUNNING",
             }
         )
-    if trial is not None:
-        metric = ctx.prune_on or cfg.trainer.objective
-        sign = prune_sign(metric, trial.study.direction.name.lower())
+    return tags
 
-        def prune_hook(metrics: dict[str, float], step: int) -> bool:
-            value = metrics.get(metric)
-            if value is None or not math.isfinite(value):
-                return False
-            trial.report(sign * value, step)
-            return trial.should_prune()
 
-    tracker.start(run_name(cfg, ctx), tags=tags, parent_run_id=ctx and ctx.parent_run_id)
-    if trial is not None and tracker.run_id:
-        trial.set_user_attr("mlflow_run_id", tracker.run_id)
+def _prune_hook(cfg: DictConfig, ctx: TrialContext | None):
+    """The hook that reports the pruned-on metric to the live trial; None without one."""
+    trial = ctx.trial if ctx is not None else None
+    if trial is None:
+        return None
+    metric = ctx.prune_on or cfg.trainer.objective
+    sign = prune_sign(metric, trial.study.direction.name.lower())
+
+    def prune_hook(metrics: dict[str, float], step: int) -> bool:
+        value = metrics.get(metric)
+        if value is None or not math.isfinite(value):
+            return False
+        trial.report(sign * value, step)
+        return trial.should_prune()
+
+    return prune_hook
+
+
+def _train_in_run(cfg: DictConfig, ctx: TrialContext | None, tracker, prepared, prune_hook):
+    """Log the config and data into the started run and train; any error closes the run (KILLED
+    on an interrupt, FAILED otherwise) before it propagates."""
+    from sweep.track.tracking import params_of
+    from sweep.train import loop
+
     try:
         tracker.log_params(params_of(resolved(cfg)))
         tracker.log_text(config_yaml(cfg), "config.yaml")
@@ -231,13 +257,17 @@ def run_job(
                 "sweep.data_source": prepared.raw.source,
             }
         )
-        result = loop.run_training(cfg, tracker, prune_hook=prune_hook, prepared=prepared)
+        return loop.run_training(cfg, tracker, prune_hook=prune_hook, prepared=prepared)
     except KeyboardInterrupt:
         _close(tracker, "KILLED", ctx and {"optuna.state": "FAIL", "sweep.interrupted": "true"})
         raise
     except BaseException as e:
         _close(tracker, "FAILED", ctx and {"optuna.state": "FAIL", "sweep.error": str(e)[:500]})
         raise
+
+
+def _finish(cfg: DictConfig, ctx: TrialContext | None, tracker, result, want_outcome: bool):
+    """Tag and end the run with the training's outcome, log it, and build run_job's return."""
     state = optuna_state(result.status, result.objective)
     end_tags = {
         "sweep.status": result.status,
@@ -275,8 +305,7 @@ def run_job(
 def prune_sign(metric: str, direction: str) -> int:
     """+1, or -1 when the pruned-on metric improves the other way than the study (eval_loss in a
     study that maximises eval_f1): the pruner sees -eval_loss, so higher is better for both."""
-    lower_is_better = metric == "eval_loss"
-    return -1 if lower_is_better != (direction == "minimize") else 1
+    return -1 if metric_direction(metric) != direction else 1
 
 
 def _close(tracker, status: str, tags: dict | None) -> None:
@@ -286,22 +315,3 @@ def _close(tracker, status: str, tags: dict | None) -> None:
         tracker.end(status)
     except Exception as e:  # noqa: BLE001 - the original error matters more
         log.warning("could not close the MLflow run: %s", e)
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    """Errors that mean bad input (one clear line, exit 2), not a bug. Only modules already
-    imported can have raised theirs, so this never pulls in torch just to print an error."""
-    found: list[type[Exception]] = [ConfigError]
-    for module, name in (
-        ("sweep.train.data", "DataError"),
-        ("sweep.train.model", "ModelError"),
-        ("sweep.track.tracking", "TrackingError"),
-    ):
-        if module in sys.modules:
-            found.append(getattr(sys.modules[module], name))
-    return tuple(found)
-
-
-def exit_on_user_error(e: BaseException) -> None:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
