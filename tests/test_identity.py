@@ -281,3 +281,38 @@ def test_a_worker_with_another_identity_is_refused_before_it_asks(workdir):
     assert "study 'team' holds another sweep" in errors[0]
     assert "optimizer.lr range 3e-05..0.0004 (log) -> range 1e-05..0.0001 (log)" in errors[0]
     assert len(studies(workdir)["team"].trials) == 2  # it asked for no trial
+
+
+@pytest.mark.slow
+def test_an_old_study_resumes_and_best_report_and_reproduce_find_it(workdir):
+    """A study as versions before sweep identities left it: named after the experiment, in its
+    journal, without the identity attributes. The same command adopts it (a note, once), and
+    best / report / reproduce --best find its runs."""
+    named = [*SWEEP, f"hydra.sweeper.study_name={EXPERIMENT}"]
+    assert run_train(named, workdir).returncode == 0
+    journal = workdir / ".sweep" / f"{EXPERIMENT}.journal"
+    kept = [ln for ln in journal.read_text().splitlines() if identity.DIGEST not in ln]
+    journal.write_text(
+        "\n".join(kept) + "\n"
+    )  # both identity attrs (their keys start sweep.identity)
+    (study,) = studies(workdir).values()
+    assert identity.DIGEST not in study.user_attrs and finished(study) == 2
+
+    more = run_train([*SWEEP, "hydra.sweeper.n_trials=3"], workdir)
+    assert more.returncode == 0, more.stdout[-3000:]
+    assert more.stdout.count("predates sweep identities") == 1, more.stdout[-3000:]
+    after = studies(workdir)
+    assert list(after) == [EXPERIMENT] and finished(after[EXPERIMENT]) == 3
+    assert after[EXPERIMENT].user_attrs[identity.DIGEST]  # adopted: found again without a note
+    again = run_train([*SWEEP, "hydra.sweeper.n_trials=3"], workdir)
+    assert again.returncode == 0 and "predates" not in again.stdout, again.stdout[-3000:]
+    assert "3/3 trials finished" in again.stdout
+
+    shown = sweep_cli(["best", "--experiment", EXPERIMENT], workdir)
+    assert shown.returncode == 0, shown.stderr
+    assert f"(study {EXPERIMENT}, trial" in shown.stdout
+    report = sweep_cli(["report", "--experiment", EXPERIMENT, "--out", "r.html"], workdir)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert EXPERIMENT in (workdir / "r.html").read_text()
+    redo = sweep_cli(["reproduce", "--best", "--experiment", EXPERIMENT], workdir)
+    assert redo.returncode == 0, redo.stdout[-2000:] + redo.stderr[-2000:]

@@ -157,14 +157,12 @@ def test_terminal_shows_a_sweep_bar_and_a_trial_bar(workdir):
 
 
 def test_ui_refuses_a_non_loopback_host_without_allow_remote(workdir):
-    start = time.monotonic()
     proc = sweep_cli(["ui", "--host", "0.0.0.0"], workdir, timeout=60)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert "0.0.0.0" in lines[0] and "--allow-remote" in lines[0]
     assert "MLflow UI on" not in proc.stdout  # nothing was started
-    assert time.monotonic() - start < 30
     assert not (workdir / "mlflow.db").exists()
 
 
@@ -279,11 +277,19 @@ def test_report_errors_are_one_line(swept, workdir):
     proc = sweep_cli(
         ["report", "--experiment", EXPERIMENT, "--tracking-uri", "http://127.0.0.1:9"], workdir
     )
-    assert time.monotonic() - start < 60
+    seconds = time.monotonic() - start
     assert proc.returncode == 2
     assert "http://127.0.0.1:9 is unreachable" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (workdir / "report.html").exists()
+    # fast: judged against the same command failing on a local error (a cold start is slow on a
+    # loaded machine); the reachability check gives up after 5 s, MLflow's own retries take minutes
+    missing = f"sqlite:///{workdir / 'missing' / 'mlflow.db'}"
+    start = time.monotonic()
+    local = sweep_cli(["report", "--experiment", EXPERIMENT, "--tracking-uri", missing], workdir)
+    baseline = time.monotonic() - start
+    assert local.returncode == 2 and "does not exist" in local.stderr, local.stderr
+    assert seconds - baseline < 20, f"{seconds:.1f} s; a local error {baseline:.1f} s"
 
 
 # --------------------------------------------------------------------------- the browser
