@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import TINY, compose, run_train
 from hydra.errors import ConfigCompositionException, HydraException
@@ -13,6 +15,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from sweep.core.config import (
     MASK,
     ConfigError,
+    check_sweeper,
     data_config,
     default_cache_dir,
     flatten,
@@ -20,6 +23,7 @@ from sweep.core.config import (
     mask_text,
     mask_tree,
     mask_uri,
+    parse_n_workers,
     redact,
     secret_values,
     validate,
@@ -316,3 +320,40 @@ def test_tree_walkers_on_lists_and_empty_trees():
     }
     assert flatten({}) == {} and flatten({"x": 1}, "top") == {"top.x": 1}
     assert flatten([1, 2], "k") == {"k": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    "key,bad,ok,message",
+    [
+        ("n_trials", 0, 1, "hydra.sweeper.n_trials must be >= 1, got 0"),
+        ("n_jobs", 0, 2, "hydra.sweeper.n_jobs must be >= 1, got 0"),
+        ("n_startup_trials", -1, 0, "hydra.sweeper.n_startup_trials must be >= 0"),
+        ("pruner_startup_trials", -1, 0, "hydra.sweeper.pruner_startup_trials must be >= 0"),
+        ("pruner_warmup_steps", -2, 0, "hydra.sweeper.pruner_warmup_steps must be >= 0"),
+        ("max_retries", -1, 0, "hydra.sweeper.max_retries must be >= 0"),
+        ("heartbeat_interval", 0.0, 0.5, "hydra.sweeper.heartbeat_interval must be > 0"),
+        ("grace_period", -5.0, 1.0, "hydra.sweeper.grace_period must be > 0"),
+        ("timeout", 0.0, None, "hydra.sweeper.timeout must be > 0 seconds (or null)"),
+        ("max_failure_rate", 1.5, 1.0, "hydra.sweeper.max_failure_rate must be in [0, 1]"),
+        ("prune_on", "f1", "eval_loss", "hydra.sweeper.prune_on must be one of eval_f1"),
+        ("n_workers", "0", "auto", "hydra.sweeper.n_workers must be a positive integer or auto"),
+        ("n_workers", "2x", 3, "hydra.sweeper.n_workers must be a positive integer or auto"),
+    ],
+)
+def test_sweeper_options_are_checked_in_the_config_layer(key, bad, ok, message):
+    # the composed hydra.sweeper node, as the sweeper receives it
+    sweeper = compose(TINY, with_hydra=True).hydra.sweeper
+    check_sweeper(sweeper, "maximize")  # the defaults pass
+    sweeper[key] = ok
+    check_sweeper(sweeper, "minimize")  # and so does the value at the bound
+    sweeper[key] = bad
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_sweeper(sweeper, "maximize")
+
+
+def test_sweeper_direction_and_workers_parse():
+    sweeper = compose(TINY, with_hydra=True).hydra.sweeper
+    with pytest.raises(ConfigError, match="direction must be minimize or maximize, got 'max'"):
+        check_sweeper(sweeper, "max")
+    assert parse_n_workers("auto") is None and parse_n_workers(None) is None
+    assert parse_n_workers("3") == 3 and parse_n_workers(2) == 2

@@ -570,6 +570,57 @@ class SweeperConfig:
     max_retries: int = 1  # retries of a trial whose process died
 
 
+def parse_n_workers(setting: Any) -> int | None:
+    """`hydra.sweeper.n_workers` as given: None for "auto", else a positive int."""
+    if setting is None or str(setting).lower() == "auto":
+        return None
+    bad = ConfigError(
+        f"hydra.sweeper.n_workers must be a positive integer or auto, got {setting!r}"
+    )
+    try:
+        n = int(setting)
+    except (TypeError, ValueError):
+        raise bad from None
+    if n < 1 or str(n) != str(setting).strip():
+        raise bad
+    return n
+
+
+def check_sweeper(o: Any, direction: str) -> None:
+    """The sweeper's own options (`hydra.sweeper.*`), before any storage is opened. Raises
+    ConfigError naming the key. The sampler and pruner names are checked where they are built."""
+    _require(
+        direction in ("minimize", "maximize"),
+        f"hydra.sweeper.direction must be minimize or maximize, got {direction!r}",
+    )
+    _require(
+        o.prune_on is None or o.prune_on in OBJECTIVES,
+        f"hydra.sweeper.prune_on must be one of {', '.join(OBJECTIVES)}, got {o.prune_on!r}",
+    )
+    _require(
+        0 <= o.max_failure_rate <= 1,
+        f"hydra.sweeper.max_failure_rate must be in [0, 1], got {o.max_failure_rate}",
+    )
+    for key, low in (
+        ("n_trials", 1),
+        ("n_jobs", 1),
+        ("n_startup_trials", 0),
+        ("pruner_startup_trials", 0),
+        ("pruner_warmup_steps", 0),
+        ("max_retries", 0),
+    ):
+        value = getattr(o, key)
+        _require(value >= low, f"hydra.sweeper.{key} must be >= {low}, got {value}")
+    for key in ("heartbeat_interval", "grace_period"):
+        value = getattr(o, key)
+        _require(value > 0, f"hydra.sweeper.{key} must be > 0 seconds, got {value}")
+    _require(
+        o.timeout is None or o.timeout > 0,
+        f"hydra.sweeper.timeout must be > 0 seconds (or null), got {o.timeout}",
+    )
+    parse_n_workers(o.n_workers)
+
+
 def register_sweeper_config() -> None:
     ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=SweeperConfig)
 

@@ -45,8 +45,8 @@ from optuna.distributions import (
 from sweep.core import internals, metrics, trial_env
 from sweep.core.bad_input import describe
 from sweep.core.config import (
-    OBJECTIVES,
     ConfigError,
+    check_sweeper,
     mask_files,
     mask_uri,
     redact,
@@ -343,7 +343,7 @@ class SweepRunner:
 
         objective = base.trainer.objective
         direction = o.direction or metrics.direction(objective)
-        self._check_options(direction)
+        check_sweeper(self.opts, direction)
         experiment = base.tracking.experiment
         storage_url = o.storage or study_mod.default_storage(experiment, o.study_name)
         tracker_uri = tracking.resolve_uri(base.tracking.uri) if base.tracking.enabled else None
@@ -363,27 +363,6 @@ class SweepRunner:
             storage_url=storage_url,
             tracker_uri=tracker_uri,
         )
-
-    def _check_options(self, direction: str) -> None:
-        o = self.opts
-        if direction not in ("minimize", "maximize"):
-            raise SweepError(
-                f"hydra.sweeper.direction must be minimize or maximize, got {direction!r}"
-            )
-        if o.prune_on is not None and o.prune_on not in OBJECTIVES:
-            raise SweepError(
-                f"hydra.sweeper.prune_on must be one of {', '.join(OBJECTIVES)}, got {o.prune_on!r}"
-            )
-        if not 0 <= o.max_failure_rate <= 1:
-            raise SweepError(
-                f"hydra.sweeper.max_failure_rate must be in [0, 1], got {o.max_failure_rate}"
-            )
-        if o.n_trials < 1:
-            raise SweepError(f"hydra.sweeper.n_trials must be >= 1, got {o.n_trials}")
-        try:
-            workers.parse(o.n_workers)
-        except workers.WorkerError as e:
-            raise SweepError(str(e)) from None
 
     def _open_study(self, run: _Run) -> None:
         """Open the storage, choose the study by identity, create or load it, record it."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.core import trial_env
-from sweep.core.errors import UserError
+from sweep.core.config import parse_n_workers
 from sweep.core.overrides import to_override
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,6 @@ READY_TIMEOUT = 600.0
 # device nodes of NVIDIA, ROCm and WSL GPUs: without any of them torch sees no GPU, and the main
 # worker need not import torch (seconds) before it starts the helpers
 GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
-
-
-class WorkerError(UserError, ValueError):
-    pass
 
 
 def is_helper() -> bool:
@@ -56,19 +52,8 @@ def cores() -> int:
 
 
 def parse(setting: Any) -> int | None:
-    """`n_workers` as given: None for "auto", else a positive int (WorkerError otherwise)."""
-    if setting is None or str(setting).lower() == "auto":
-        return None
-    bad = WorkerError(
-        f"hydra.sweeper.n_workers must be a positive integer or auto, got {setting!r}"
-    )
-    try:
-        n = int(setting)
-    except (TypeError, ValueError):
-        raise bad from None
-    if n < 1 or str(n) != str(setting).strip():
-        raise bad
-    return n
+    """`n_workers` as given: None for "auto", else a positive int (ConfigError otherwise)."""
+    return parse_n_workers(setting)
 
 
 def resolve(setting: Any, *, device: str, in_process: bool, remaining: int) -> int:
