@@ -26,8 +26,12 @@ sweep: $(BIN)/.installed   ## the default sweep: python train.py -m (offline, ~2
 run: $(BIN)/.installed     ## one fine-tuning run with the offline defaults
 	$(BIN)/python train.py $(ARGS)
 
+# the suite runs one pytest worker per core (pytest-xdist; each test has its own directory,
+# ports and PostgreSQL cluster); the longest tests go first so no worker is left with them at the
+# end. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= auto
 test: $(BIN)/.installed    ## the test suite (tiny model, real MLflow / Optuna stores)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

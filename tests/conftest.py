@@ -42,6 +42,12 @@ def pytest_configure(config):
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_collection_modifyitems(config, items):
+    # the slow tests first (stable otherwise): with one worker per core (make test), the long ones
+    # are spread over the workers from the start instead of meeting one worker at the end
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """Tokenized-data cache shared by the session (tests of the cache itself use their own)."""

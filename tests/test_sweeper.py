@@ -105,6 +105,7 @@ def test_sweep_has_one_parent_and_a_child_per_trial(workdir):
     assert [p.info.run_id for p in parents2] == [parent.info.run_id] and len(children2) == 5
 
 
+@pytest.mark.slow
 def test_resume_from_two_to_four_adds_exactly_two(workdir):
     assert run_train([*SWEEP, "hydra.sweeper.n_trials=2"], workdir).returncode == 0
     assert len(study_of(workdir).trials) == 2
@@ -116,6 +117,7 @@ def test_resume_from_two_to_four_adds_exactly_two(workdir):
     assert len(parents) == 1 and len(children) == 4
 
 
+@pytest.mark.slow
 def test_bad_learning_rates_get_pruned_and_stop_early(workdir):
     proc = run_train(
         [
@@ -151,6 +153,7 @@ def test_bad_learning_rates_get_pruned_and_stop_early(workdir):
             assert history and max(m.step for m in history) < full  # the curve up to the prune
 
 
+@pytest.mark.slow
 def test_prune_on_another_metric_reports_it_in_the_study_direction(workdir):
     # the study maximises eval_f1; the pruner watches eval_loss, so it is told -eval_loss (higher
     # is better for both) at every evaluation before the last
@@ -214,6 +217,7 @@ def test_no_pruning_against_finished_trials_that_all_scored_the_same(tmp_path):
     assert new.should_prune()
 
 
+@pytest.mark.slow
 def test_a_sweep_whose_trials_all_score_the_same_says_so(workdir):
     # a learning rate too small to change any weight: every trial predicts what it did at init
     proc = run_train(
@@ -241,6 +245,7 @@ def test_bad_prune_on_fails_before_any_trial(workdir, bad):
     assert "Launching" not in proc.stdout and "Traceback" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_exceptions_and_nan_do_not_stop_the_sweep(workdir):
     proc = run_train(
         [
@@ -312,6 +317,7 @@ def _wait_for_trials(
     raise AssertionError(f"fewer than {n} trials finished in {timeout}s")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_sweep_resumes_to_exactly_n_trials(workdir, sig):
     # 60-step trials (~5 s here): the signal lands inside the third one, once it has reported
@@ -339,6 +345,7 @@ def test_killed_sweep_resumes_to_exactly_n_trials(workdir, sig):
     assert mlflow_client(workdir).get_run(parents[0].info.run_id).info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_and_stop_at_n_trials(workdir):
     args = [*SWEEP, "hydra.sweeper.n_trials=6"]
     workers = [start_train(args, workdir, log=workdir / f"w{i}.log") for i in range(2)]
@@ -385,6 +392,7 @@ def test_local_workers_run_trials_side_by_side(workdir):
     assert {c.data.params["trainer.threads"] for c in children} == {share}
 
 
+@pytest.mark.slow
 def test_interrupted_local_workers_resume_to_exactly_n_trials(workdir):
     args = [*SWEEP, "hydra.sweeper.n_trials=6", "hydra.sweeper.n_workers=2"]
     # 100 steps a trial and no pruning: the signal must find each worker inside a trial, not
