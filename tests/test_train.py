@@ -151,19 +151,24 @@ def test_checkpointed_run_resumes_after_a_kill(workdir):
     assert len(resumed) == 1 and resumed[0].data.tags["sweep.steps"] == "200"
 
 
-def test_a_checkpoint_cut_off_mid_save_is_dropped_and_the_one_before_resumes(workdir):
-    """What SIGKILL during a save leaves: checkpoint-20 without trainer_state.json (Trainer writes
-    it last). Resuming from it would fail; the run resumes from checkpoint-10 instead."""
+@pytest.mark.parametrize("state", [None, "", '{"global_step": 30, "log_hist'])
+def test_a_checkpoint_cut_off_mid_save_is_dropped_and_the_one_before_resumes(workdir, state):
+    """What SIGKILL during a save leaves: the newest checkpoint's trainer_state.json (Trainer
+    writes it last) missing, empty (seen in CI) or cut off. Resuming from it would fail; the run
+    resumes from the last whole one instead."""
     from sweep.train.loop import latest_complete_checkpoints
 
     out = workdir / "checkpoints" / "abc"
-    for n in (10, 20):
+    for n in (10, 20, 30):
         (out / f"checkpoint-{n}").mkdir(parents=True)
         (out / f"checkpoint-{n}" / "model.safetensors").write_bytes(b"x")
-    (out / "checkpoint-10" / "trainer_state.json").write_text("{}")
+    for n in (10, 20):
+        (out / f"checkpoint-{n}" / "trainer_state.json").write_text(f'{{"global_step": {n}}}\n')
+    if state is not None:
+        (out / "checkpoint-30" / "trainer_state.json").write_text(state)
     (out / "checkpoint-old").mkdir()  # not Trainer's: left alone
-    assert latest_complete_checkpoints(out) == [out / "checkpoint-10"]
-    assert not (out / "checkpoint-20").exists()
+    assert latest_complete_checkpoints(out) == [out / "checkpoint-10", out / "checkpoint-20"]
+    assert not (out / "checkpoint-30").exists()
     assert (out / "checkpoint-old").is_dir()
 
 

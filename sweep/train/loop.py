@@ -385,21 +385,30 @@ def training_arguments(cfg: DictConfig, total_steps: int, output_dir: str) -> Tr
 
 
 def latest_complete_checkpoints(out_dir: Path) -> list[Path]:
-    """The checkpoints in `out_dir`, oldest first, that were written to the end. A process killed
-    while saving leaves a checkpoint without trainer_state.json (Trainer writes it last): such a
-    directory is removed, so the run resumes from the one before and saves it again."""
+    """The checkpoints in `out_dir`, oldest first, that were written to the end. Trainer writes
+    trainer_state.json last, so a checkpoint is whole when that file holds whole JSON: a process
+    killed while saving leaves it missing, empty or cut off. Such a directory is removed, so the
+    run resumes from the one before and saves it again."""
     ckpts = sorted(
         (p for p in out_dir.glob("checkpoint-*") if p.name.split("-")[1].isdigit()),
         key=lambda p: int(p.name.split("-")[1]),
     )
     complete = []
     for p in ckpts:
-        if (p / "trainer_state.json").is_file():
+        if _whole_json(p / "trainer_state.json"):
             complete.append(p)
         else:
             log.warning("removing the incomplete checkpoint %s (its save was interrupted)", p)
             shutil.rmtree(p, ignore_errors=True)
     return complete
+
+
+def _whole_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, cut off or not UTF-8
+        return False
+    return True
 
 
 def run_training(
