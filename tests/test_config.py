@@ -203,9 +203,9 @@ def test_data_config_holds_the_same_rules_for_the_data_layer():
 
 
 def test_default_cache_dir_is_the_one_tokenize_uses(monkeypatch, tmp_path):
-    from sweep.train import data
+    from sweep.train import tokens
 
-    assert data.default_cache_dir is default_cache_dir
+    assert tokens.default_cache_dir is default_cache_dir
     monkeypatch.setenv("SWEEP_CACHE_DIR", str(tmp_path))
     assert default_cache_dir() == str(tmp_path)
     monkeypatch.delenv("SWEEP_CACHE_DIR")

