@@ -19,7 +19,6 @@ from types import SimpleNamespace
 import pytest
 
 from sweep.core.config import ConfigError
-from sweep.train import data as D
 from sweep.train import synthetic
 from sweep.train import tokens as T
 from sweep.train.data import DataError, RawData, load_raw
