@@ -40,6 +40,21 @@ def pytest_configure(config):
     # *handled* signal is reset to its default on exec: with a handler in this process, every
     # process a test starts begins with SIGINT at its default, whatever the suite inherited.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # With one pytest worker per core (make test), torch's default of one thread per core in
+    # every process oversubscribes the cores, and its spinning OpenMP threads wait on each other:
+    # two tiny runs side by side took 14 s of training each instead of 1.8 s (BENCHMARKS.md,
+    # "The test suite"). Every process the suite starts gets its worker's share of the cores.
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    share = str(max(1, _cores() // workers))
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(key, share)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def pytest_collection_modifyitems(config, items):
