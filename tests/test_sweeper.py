@@ -592,6 +592,9 @@ def test_joblib_launcher_runs_trials_in_parallel_processes(workdir):
     assert len(parents) == 1 and len(children) == 4
     # the trial processes reported to the study through the storage (pruning works there too)
     assert all(t.intermediate_values for t in study.trials)
+    # two trials side by side: each with its share of the cores, logged (reproduce uses it)
+    share = str(max(1, workers.cores() // 2))
+    assert {c.data.params["trainer.threads"] for c in children} == {share}
 
 
 def test_enqueued_configurations_run_first_and_timeout_stops_new_trials(workdir):

@@ -581,15 +581,21 @@ class SweepRunner:
     def _start_helpers(
         self, study, base: DictConfig, sweep_dir: Path, fixed: list[str], helpers
     ) -> None:
-        """Start `n_workers - 1` local helper processes (sweep/search/workers.py); with several
-        workers and no `trainer.threads`, every worker gets an equal share of the cores."""
+        """Start `n_workers - 1` local helper processes (sweep/search/workers.py). Without
+        `trainer.threads`, trials that run side by side (several workers, or a parallel launcher's
+        `n_jobs`) get an equal share of the cores each: torch's default of one thread per core in
+        every process oversubscribes them, and training slowed ~8x (BENCHMARKS.md, "The test
+        suite")."""
         c = study_mod.count(study)
+        in_process = isinstance(self.launcher, internals.basic_launcher())
         n = workers.resolve(
             self.opts.n_workers,
             device=base.trainer.device,
-            in_process=isinstance(self.launcher, internals.basic_launcher()),
+            in_process=in_process,
             remaining=self.opts.n_trials - c.finished - c.running,
         )
+        if not in_process and self.opts.n_jobs > 1 and base.trainer.get("threads") is None:
+            fixed.append(f"trainer.threads={workers.threads_each(self.opts.n_jobs)}")
         if n < 2:
             return
         threads = None
