@@ -156,6 +156,7 @@ def arm_ours(a: argparse.Namespace, seed: int, wd: Path) -> dict:
         f"hydra.sweeper.seed={seed}",
         f"trainer.seed={seed}",
         "tracking.experiment=bench",
+        *a.set,
     ]
     env = {**os.environ, "SWEEP_CACHE_DIR": str(wd / "cache"), "CI": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -350,6 +351,7 @@ def child(a: argparse.Namespace, arm: str, seed: int) -> dict:
             "--max-eval", str(a.max_eval), "--batch-size", str(a.batch_size),
             "--eval-every", str(a.eval_every), "--data", a.data,
         ]  # fmt: skip
+        cmd += [f"--set={o}" for o in a.set]
         if a.data == "files":
             cmd += ["--train-file", str(Path(a.train_file).resolve())]
             cmd += ["--text-column", a.text_column, "--label-column", a.label_column]
@@ -433,6 +435,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--eval-every", type=int, default=16)
     ap.add_argument("--markdown", metavar="FILE", help="also write the table to FILE")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override for our arm (repeatable), e.g. hydra.sweeper.n_startup_trials=8",
+    )
     ap.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -456,6 +465,7 @@ def main() -> None:
                 "seed": seed,
                 "n_trials": a.trials,
                 "data": a.data,
+                "set": a.set,
                 **r,
             }
             print(json.dumps(line), flush=True)
