@@ -594,14 +594,13 @@ class SweepRunner:
             in_process=in_process,
             remaining=self.opts.n_trials - c.finished - c.running,
         )
-        if not in_process and self.opts.n_jobs > 1 and base.trainer.get("threads") is None:
-            fixed.append(f"trainer.threads={workers.threads_each(self.opts.n_jobs)}")
+        side_by_side = n * (1 if in_process else self.opts.n_jobs)  # trials at once, here
+        threads = None
+        if side_by_side > 1 and base.trainer.get("threads") is None:
+            threads = workers.threads_each(side_by_side)
+            fixed.append(f"trainer.threads={threads}")
         if n < 2:
             return
-        threads = None
-        if base.trainer.get("threads") is None:
-            threads = workers.threads_each(n)
-            fixed.append(f"trainer.threads={threads}")
         helpers.start(n - 1, sweep_dir, threads)
 
     def _run_batch(
