@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sweep.core import trial_env
+from sweep.search.workers import threads_each
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "train.py"
@@ -44,17 +45,10 @@ def pytest_configure(config):
     # every process oversubscribes the cores, and its spinning OpenMP threads wait on each other:
     # two tiny runs side by side took 14 s of training each instead of 1.8 s (BENCHMARKS.md,
     # "The test suite"). Every process the suite starts gets its worker's share of the cores.
-    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
-    share = str(max(1, _cores() // workers))
+    # The product's own rule for trials side by side (sweep/search/workers.py).
+    share = str(threads_each(int(getattr(config, "workerinput", {}).get("workercount", 1))))
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(key, share)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def pytest_collection_modifyitems(config, items):
