@@ -25,6 +25,11 @@ def main(cfg: DictConfig):
     from sweep.train.runner import current_trial_context, protect_secrets, run_job
 
     protect_secrets(cfg)
+    from sweep.search.confirm import ConfirmContext
+
+    confirm = ConfirmContext.from_env()  # a sweep's confirmation run (hydra.job.env_set)
+    if confirm is not None:
+        return run_job(cfg, None, confirm=confirm)
     ctx = current_trial_context()  # set by our sweeper inside `-m`; None for a plain run
     if ctx is not None and ctx.trial is None:
         from sweep.search.study import attach_trial

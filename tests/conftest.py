@@ -32,6 +32,8 @@ TINY = [
     "trainer.logging_every=5",
     # a sweep runs in one process unless a test asks for local workers (tests/test_sweeper.py)
     "hydra.sweeper.n_workers=1",
+    # no confirmation stage unless a test asks for it (tests/test_confirm.py)
+    "hydra.sweeper.confirm.top_k=0",
 ]
 
 

@@ -656,7 +656,7 @@ def _run_again(cfg: DictConfig, run, notes: list[str], drift: list[str], uri: st
 
     run_id = run.info.run_id
     cfg.tracking.run_name = f"reproduce {run.info.run_name or run_id}"
-    extra = {"reproduces": run_id}
+    extra = {"reproduces": run_id, "mlflow.source.name": "python -m sweep reproduce"}
     if notes:
         extra["sweep.filled"] = ", ".join(n.split(":", 1)[0] for n in notes)
     if drift:

@@ -54,15 +54,19 @@ class DataConfig:
     eval_size: int = 500
     seed: int = 0
     label_noise: float = 0.02
+    test_size: int = 500  # the generated test split (0: none); evaluated on a sweep's winner only
     # files
     train_file: str | None = None
     validation_file: str | None = None
-    validation_fraction: float = 0.2
+    validation_fraction: float = 0.2  # held out of the train split without a validation split
+    test_file: str | None = None  # the winner's test split (files; null: none)
     text_column: str = "text"
     label_column: str = "label"
-    # hub
+    # hub: validation from `validation_split`, else `validation_fraction` of train; test from
+    # `test_split` (null, or the same as validation_split: none)
     hub_id: str | None = None
-    validation_split: str = "test"
+    validation_split: str | None = None
+    test_split: str | None = "test"
     # all
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
@@ -292,6 +296,7 @@ def _validate_data(d: DictConfig) -> None:
     if d.name == "synthetic":
         _require(d.train_size >= 2, f"data.train_size must be >= 2, got {d.train_size}")
         _require(d.eval_size >= 2, f"data.eval_size must be >= 2, got {d.eval_size}")
+        _require(d.test_size >= 0, f"data.test_size must be >= 0, got {d.test_size}")
         _require(
             0 <= d.label_noise < 0.5, f"data.label_noise must be in [0, 0.5), got {d.label_noise}"
         )
@@ -305,8 +310,8 @@ def _validate_data(d: DictConfig) -> None:
         _require(
             bool(d.hub_id), "data.hub_id (a Hugging Face dataset id) is required with data=imdb"
         )
-    if d.name == "files":
-        _require(bool(d.train_file), "data.train_file is required with data=files")
+    if d.name in ("files", "imdb"):
+        _require(d.name == "imdb" or bool(d.train_file), "data.train_file is required with data=files")
         _require(
             0 < d.validation_fraction < 1,
             f"data.validation_fraction must be in (0, 1), got {d.validation_fraction}",
@@ -536,6 +541,16 @@ def default_cache_dir() -> str:
 
 
 @dataclass
+class ConfirmConfig:
+    """`hydra.sweeper.confirm.*`: after the budget, re-run the `top_k` best complete
+    configurations with `seeds` new training seeds each and choose the winner by their mean
+    (sweep/search/confirm.py). top_k=0: off."""
+
+    top_k: int = 0
+    seeds: int = 2
+
+
+@dataclass
 class SweeperConfig:
     """`hydra.sweeper.*`: our Optuna sweeper (sweep/search/sweeper.py)."""
 
@@ -568,6 +583,7 @@ class SweeperConfig:
     heartbeat_interval: float = 10.0  # seconds between a running trial's heartbeats
     grace_period: float = 60.0  # a RUNNING trial silent this long is stale: failed and retried
     max_retries: int = 1  # retries of a trial whose process died
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
 
 
 def parse_n_workers(setting: Any) -> int | None:
@@ -608,8 +624,10 @@ def check_sweeper(o: Any, direction: str) -> None:
         ("pruner_startup_trials", 0),
         ("pruner_warmup_steps", 0),
         ("max_retries", 0),
+        ("confirm.top_k", 0),
+        ("confirm.seeds", 1),
     ):
-        value = getattr(o, key)
+        value = OmegaConf.select(o, key) if isinstance(o, DictConfig) else _attr(o, key)
         _require(value >= low, f"hydra.sweeper.{key} must be >= {low}, got {value}")
     for key in ("heartbeat_interval", "grace_period"):
         value = getattr(o, key)
@@ -619,6 +637,12 @@ def check_sweeper(o: Any, direction: str) -> None:
         f"hydra.sweeper.timeout must be > 0 seconds (or null), got {o.timeout}",
     )
     parse_n_workers(o.n_workers)
+
+
+def _attr(o: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        o = o[part] if isinstance(o, dict) else getattr(o, part)
+    return o
 
 
 def register_sweeper_config() -> None:

@@ -10,6 +10,8 @@ TRIAL_NUMBER = "SWEEP_TRIAL_NUMBER"  # per job: the Optuna trial it runs
 PARENT_RUN_ID = "SWEEP_PARENT_RUN_ID"  # the sweep's MLflow parent run; empty when none
 OBJECTIVE = "SWEEP_OBJECTIVE"  # the metric the trial reports as its value
 PRUNE_ON = "SWEEP_PRUNE_ON"  # the metric the pruner sees; empty: the objective
+# per job: a confirmation run's context (sweep/search/confirm.py: ConfirmContext.encode)
+CONFIRM = "SWEEP_CONFIRM"
 
 # local helper workers (sweep/search/workers.py)
 HELPER_OF = "SWEEP_HELPER_OF"  # set in a helper's environment: the main worker's pid

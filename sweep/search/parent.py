@@ -29,6 +29,7 @@ class Summary:
     best_value: float | None
     best_params: dict[str, Any]
     best_run_id: str | None
+    confirm: Any = None  # sweep.search.confirm.Choice when confirmation ran
 
 
 class ParentRun:
@@ -141,18 +142,18 @@ class ParentRun:
         if not self.tracker:
             return
         try:
+            # the curves' step is the count of finished trials, not the trial number: with
+            # several workers trials finish out of order, and by number the curves went down
             c = study_mod.count(self.study)
-            self.tracker.log_metrics(
-                {
-                    "trials_finished": c.finished,
-                    "trials_pruned": c.pruned,
-                    "trials_failed": c.failures,
-                },
-                step=number,
-            )
             best = study_mod.best_trial(self.study)
+            curves = {
+                "trials_finished": c.finished,
+                "trials_pruned": c.pruned,
+                "trials_failed": c.failures,
+            }
             if best is not None:
-                self.tracker.log_metrics({"best_value": best.value}, step=number)
+                curves["best_value"] = best.value
+            self.tracker.log_metrics(curves, step=c.finished)
             self._mark_best(best)
         except Exception as e:  # noqa: BLE001 - tracking never stops a sweep
             log.warning("could not update the parent run: %s", e)
@@ -175,7 +176,7 @@ class ParentRun:
 
     # ---- end of a sweep (or of one worker's share of it)
 
-    def finish(self, status: str = "FINISHED") -> Summary:
+    def finish(self, status: str = "FINISHED", choice=None) -> Summary:
         c = study_mod.count(self.study)
         best = study_mod.best_trial(self.study)
         counts = {
@@ -191,6 +192,7 @@ class ParentRun:
             best_value=best.value if best else None,
             best_params=dict(best.params) if best else {},
             best_run_id=best.user_attrs.get(study_mod.RUN_ID) if best else None,
+            confirm=choice,
         )
         if not self.tracker:
             return summary
@@ -216,11 +218,41 @@ class ParentRun:
                 tags[f"best.{k}"] = v
         tags["mlflow.note.content"] = description(self.study.study_name, s)
         t.set_tags(tags)
+        if s.confirm is not None:
+            log_winner(t, s.confirm)
         rows = study_mod.trial_rows(self.study)
         t.log_text(study_mod.rows_csv(rows), "trials.csv")
         with tempfile.TemporaryDirectory() as tmp:
             plots.write_all(self.study, Path(tmp), objective=str(self.base.trainer.objective))
             t.log_artifacts(tmp, "plots")
+
+
+def log_winner(tracker, choice) -> None:
+    """The parent run carries the result: the winner's eval and test metrics as metrics (step 0:
+    one value per sweep), its configuration as `winner.*` tags (params could not change when a
+    later confirm moves the winner), and the confirmation table as an artifact."""
+    tracker.log_text(choice.csv(), "confirm.csv")
+    w, d = choice.winner, choice.winner_run
+    if w is None or d is None:
+        return
+    run = tracker.client.get_run(d.run_id)
+    keep = ("eval_loss", "eval_accuracy", "eval_f1", "test_loss", "test_accuracy", "test_f1")
+    metrics = {k: v for k, v in run.data.metrics.items() if k in keep}
+    metrics["confirm_mean"] = w.mean
+    metrics["confirm_std"] = w.std
+    tracker.log_metrics(metrics, step=0)
+    tags = {f"winner.{k}": v for k, v in w.candidate.params.items()}
+    tags.update(
+        {
+            "sweep.winner_run_id": d.run_id,
+            "sweep.winner_trial": str(w.candidate.number),
+            "sweep.winner_seed": str(d.seed),
+            "sweep.winner_mean": f"{w.mean:.6g}",
+            "sweep.winner_std": f"{w.std:.6g}",
+            "sweep.model": choice.model,
+        }
+    )
+    tracker.set_tags(tags)
 
 
 def description(name: str, s: Summary) -> str:
@@ -232,4 +264,18 @@ def description(name: str, s: Summary) -> str:
     if s.best_value is not None:
         params = ", ".join(f"`{k}={v}`" for k, v in s.best_params.items())
         lines.append(f"Best value **{s.best_value:.4f}** with {params} (run `{s.best_run_id}`).")
+    ch = s.confirm
+    if ch is not None and ch.winner is not None:
+        w = ch.winner
+        params = ", ".join(f"`{k}={v}`" for k, v in w.candidate.params.items())
+        lines.append(
+            f"Winner after confirmation: trial {w.candidate.number} ({params}), mean "
+            f"**{w.mean:.4f}** +- {w.std:.4f} over {w.n} new seeds (run `{ch.winner_run.run_id}`)."
+        )
+        if ch.test:
+            lines.append(
+                "On the test split: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(ch.test.items()))
+            )
+        if ch.model:
+            lines.append(f"Model: `{ch.model}` (alias `champion`).")
     return "\n\n".join(lines)

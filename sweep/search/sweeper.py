@@ -563,9 +563,27 @@ class SweepRunner:
             if run.reason:
                 print(("error: " if run.exit_code else "note: ") + run.reason, file=sys.stderr)
             return SweepResult(run.exit_code)  # the main worker summarises the sweep
-        summary = run.parent.finish(status="FAILED" if run.exit_code else "FINISHED")
+        choice = None
+        if not run.exit_code and not run.reason:  # the budget is met: confirm its best
+            try:
+                choice = self._confirm(run)
+            except KeyboardInterrupt:
+                run.parent.finish(status="KILLED")
+                print(
+                    "\ninterrupted during confirmation: the finished confirmation runs are kept; "
+                    "re-run the same command to complete it",
+                    file=sys.stderr,
+                )
+                raise
+        summary = run.parent.finish(
+            status="FAILED" if run.exit_code else "FINISHED", choice=choice
+        )
         study_mod.write_results(run.study, run.sweep_dir, summary, run.direction)
         print(summary.table)
+        if choice is not None:
+            print(choice.table())
+            for note in choice.notes:
+                print(f"note: {note}", file=sys.stderr)
         tied = study_mod.tied_value(run.study)
         if tied is not None:
             print(
@@ -577,6 +595,98 @@ class SweepRunner:
         if run.reason:
             print(("error: " if run.exit_code else "note: ") + run.reason, file=sys.stderr)
         return SweepResult(run.exit_code, summary)
+
+    # ---- confirmation (sweep/search/confirm.py)
+
+    def _confirm(self, run: _Run):
+        """Re-run the top_k complete configurations with `seeds` new seeds each, through this
+        sweep's launcher, then choose, score and register the winner. None when it is off."""
+        from sweep.search import confirm as cf
+
+        k, n_seeds = int(self.opts.confirm.top_k), int(self.opts.confirm.seeds)
+        if not k:
+            return None
+        tracker = run.parent.tracker
+        if tracker is None:
+            print(
+                "note: confirmation needs MLflow tracking (tracking=none): no winner chosen",
+                file=sys.stderr,
+            )
+            return None
+        candidates = cf.top_from_study(run.study, k, run.direction, run.fixed)
+        if not candidates:
+            print("note: no complete trial to confirm: no winner chosen", file=sys.stderr)
+            return None
+        seeds = cf.seeds_for(run.base.trainer.seed, n_seeds)
+        root = cf.model_dir(os.getcwd(), run.study_name)
+        done = cf.finished(tracker.client, tracker.experiment_id, run.parent.run_id, run.objective)
+        jobs = [(c, s) for c in candidates for s in seeds if (c.run_id, s) not in done]
+        if jobs:
+            log.info(
+                "confirming the %d best configurations with %d new seeds each: %d runs to do",
+                len(candidates),
+                len(seeds),
+                len(jobs),
+            )
+            self._run_confirmations(run, jobs, root)
+            done = cf.finished(
+                tracker.client, tracker.experiment_id, run.parent.run_id, run.objective
+            )
+        choice = cf.choose(candidates, seeds, done, run.direction)
+        if choice.missing:
+            shown = ", ".join(f"trial {n} seed {s}" for n, s in choice.missing)
+            choice.notes.append(
+                f"confirmation runs did not finish ({shown}): no winner chosen; re-run the same "
+                "command to complete them"
+            )
+        cf.finalize(
+            choice,
+            uri=run.tracker_uri,
+            experiment=run.base.tracking.experiment,
+            experiment_id=tracker.experiment_id,
+            study_name=run.study_name,
+            model_root=root,
+            config_of=lambda run_id: _logged_config(tracker.client, run_id, run.tracker_uri),
+        )
+        return choice
+
+    def _run_confirmations(self, run: _Run, jobs: list, root: str) -> None:
+        """Each job is a full run of a candidate's overrides with a new `trainer.seed`, told
+        it is a confirmation run through its own overrides (hydra.job.env_set). In-process jobs
+        run one after another with every core; a parallel launcher runs n_jobs at once."""
+        from sweep.search import confirm as cf
+
+        in_process = isinstance(self.launcher, internals.basic_launcher())
+        ours = run.base.trainer.get("threads") is None  # the thread share _start_helpers set
+        lines = []
+        for c, seed in jobs:
+            ctx = cf.ConfirmContext(
+                study_name=run.study_name,
+                parent_run_id=run.parent.run_id,
+                confirms=c.run_id,
+                trial=c.number,
+                seed=seed,
+                model_dir=root,
+            )
+            overrides = [o for o in c.overrides if not (in_process and ours and _threads(o))]
+            overrides += [
+                f"trainer.seed={seed}",
+                f"hydra.sweep.subdir=confirm-{c.number}-seed{seed}",
+                ctx.override(),
+            ]
+            lines.append(overrides)
+        size = 1 if in_process else max(1, int(self.opts.n_jobs))
+        for i in range(0, len(lines), size):
+            interrupts.check()
+            try:
+                returns = self.launcher.launch(lines[i : i + size], initial_job_idx=10_000 + i)
+            except Exception as e:  # noqa: BLE001 - e.g. a worker process was killed
+                log.error("the launcher failed during confirmation (%s)", e)
+                continue
+            for ret in returns:
+                value = internals.job_value(ret)
+                if isinstance(value, BaseException):
+                    log.warning("a confirmation run failed: %s", describe(value))
 
     def _start_helpers(
         self, study, base: DictConfig, sweep_dir: Path, fixed: list[str], helpers
@@ -660,3 +770,16 @@ class SweepRunner:
         self.progress.trial_done(study, trial.number)
         if self.local:
             self.progress.others_done(study)
+
+
+def _threads(override: str) -> bool:
+    return override.startswith("trainer.threads=")
+
+
+def _logged_config(client, run_id: str, uri: str) -> DictConfig:
+    """A run's logged config.yaml as a config ready to run (what `reproduce` runs)."""
+    from sweep.cli import reproduce as rep
+
+    run = client.get_run(run_id)
+    cfg, _ = rep.prepare_config(rep.read_config_artifact(client, run, uri), uri)
+    return cfg

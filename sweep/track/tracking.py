@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import math
 import os
@@ -22,6 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -184,9 +186,19 @@ def client(uri: str):
 # --------------------------------------------------------------------------- what a run records
 
 
-def environment_tags(cwd: str | None = None) -> dict[str, str]:
-    """What is needed to repeat a run: git commit + dirty flag, package versions, python."""
-    tags: dict[str, str] = {"sweep.python": sys.version.split()[0]}
+def environment_tags(cwd: str | None = None, source: str = "train.py") -> dict[str, str]:
+    """What is needed to repeat a run: git commit + dirty flag, package versions, python; and
+    MLflow's own source tags (the entry point, its type, the user and the commit), which fill the
+    runs table's Source and User columns as a fluent-API run's are."""
+    tags: dict[str, str] = {
+        "sweep.python": sys.version.split()[0],
+        "mlflow.source.name": source,
+        "mlflow.source.type": "LOCAL",
+    }
+    with contextlib.suppress(Exception):  # no user name (a container's uid without a passwd entry)
+        import getpass
+
+        tags["mlflow.user"] = getpass.getuser()
     for pkg in PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             tags[f"sweep.version.{pkg}"] = metadata.version(pkg)
@@ -248,8 +260,35 @@ class NullTracker:
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
         pass
 
+    def log_datasets(self, datasets: list[DatasetRecord]) -> None:
+        pass
+
     def end(self, status: str = "FINISHED") -> None:
         pass
+
+
+@dataclass
+class DatasetRecord:
+    """One split as an MLflow dataset input: what fills the runs table's Dataset column."""
+
+    name: str  # the data set: synthetic, a file's stem, a hub id
+    split: str  # train | validation | test (MLflow's `mlflow.data.context` input tag)
+    digest: str
+    source_type: str  # local | hugging_face | code
+    source: str  # JSON: {"uri": path} | {"path": hub id, "split": ...} | {"generated": ...}
+    rows: int
+
+
+def dataset_records(raw, name: str, test=None) -> list[DatasetRecord]:
+    """The records of a loaded RawData's splits (and a TestSplit's), for `log_datasets`."""
+    out = []
+    for split, data in (("train", raw.train), ("validation", raw.validation)):
+        kind, source = raw.origin.get(split, ("code", "{}"))
+        out.append(DatasetRecord(name, split, raw.digests.get(split, ""), kind, source, len(data)))
+    if test is not None:
+        kind, source = test.origin
+        out.append(DatasetRecord(name, "test", test.digest, kind, source, len(test.data)))
+    return out
 
 
 @contextlib.contextmanager
@@ -372,6 +411,34 @@ class Tracker(NullTracker):
 
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(self.run_id, local_dir, artifact_path)
+
+    def log_datasets(self, datasets: list[DatasetRecord]) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        schema = json.dumps(
+            {
+                "mlflow_colspec": [
+                    {"type": "string", "name": "text", "required": True},
+                    {"type": "long", "name": "label", "required": True},
+                ]
+            }
+        )
+        inputs = [
+            DatasetInput(
+                Dataset(
+                    name=d.name,
+                    digest=d.digest,
+                    source_type=d.source_type,
+                    source=d.source,
+                    schema=schema,
+                    profile=json.dumps({"num_rows": d.rows}),
+                ),
+                tags=[InputTag("mlflow.data.context", d.split)],
+            )
+            for d in datasets
+        ]
+        if inputs:
+            self.client.log_inputs(self.run_id, datasets=inputs)
 
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id is None:

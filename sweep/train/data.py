@@ -9,7 +9,13 @@ Three sources, chosen by ``data.name``:
   configurable text and label columns; without ``validation_file`` a seeded
   ``validation_fraction`` of the training file is held out.
 * ``imdb``: ``datasets.load_dataset(hub_id)`` (default ``stanfordnlp/imdb``). IMDB has no
-  validation split: its ``test`` split (``validation_split``) serves as validation.
+  validation split: a seeded ``validation_fraction`` of its train split is held out as validation,
+  and its ``test`` split (``test_split``) is the test split. (Before 2026-12 the ``test`` split
+  served as validation; a logged config with ``validation_split=test`` still loads that way.)
+
+A test split (:func:`load_test`) is loaded apart from train and validation, only once a sweep has
+chosen its winner: ``data.test_size`` generated reviews, ``data.test_file``, or the hub's
+``data.test_split``. It has its own digest; the train/validation fingerprint does not include it.
 
 Every split ends up as a ``datasets.Dataset`` with exactly the columns ``text`` (str) and ``label``
 (int in 0..K-1); :mod:`sweep.train.tokens` tokenizes and caches them.
@@ -30,7 +36,7 @@ import math
 import os
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
@@ -42,7 +48,7 @@ from sweep.train.synthetic import generate_reviews
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DataError", "RawData", "load_raw", "positive_index"]
+__all__ = ["DataError", "RawData", "TestSplit", "load_raw", "load_test", "positive_index"]
 
 
 class DataError(UserError, ValueError):
@@ -59,6 +65,20 @@ class RawData:
     label_names: list[str]  # index -> name
     fingerprint: str  # sha256 hex (16 chars) of both splits' texts+labels and label_names
     source: str  # one-line human description
+    # per split: its own digest (the same hash over that split alone), and where it came from
+    # (MLflow dataset source type and source), for `mlflow.log_input`
+    digests: dict[str, str] = field(default_factory=dict)
+    origin: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class TestSplit:
+    """The held-out test split: evaluated once, on a sweep's winner only."""
+
+    data: datasets.Dataset  # columns "text", "label" (ids of the train split's label_names)
+    digest: str
+    origin: tuple[str, str]  # (MLflow dataset source type, source)
+    source: str  # one line
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,12 +123,19 @@ def _subset_indices(n: int, limit: int | None, seed: int, split: str) -> list[in
     return idx[:limit]
 
 
+def _origin(kind: str, **where: Any) -> tuple[str, str]:
+    """(source type, source) as MLflow's dataset entities hold them: `local` with a file's uri,
+    `hugging_face` with the hub id and split, or `code` for generated data."""
+    return kind, json.dumps(where, sort_keys=True)
+
+
 def _finish(
     train: tuple[list[str], list[int]],
     val: tuple[list[str], list[int]],
     names: list[str],
     d: DictConfig,
     source: str,
+    origin: dict[str, tuple[str, str]] | None = None,
 ) -> RawData:
     out = []
     notes = []
@@ -128,6 +155,8 @@ def _finish(
         label_names=list(names),
         fingerprint=fp,
         source=source,
+        digests={"train": _fingerprint(out[:1], names), "validation": _fingerprint(out[1:], names)},
+        origin=origin or {},
     )
 
 
@@ -176,7 +205,76 @@ def _load_synthetic(d: DictConfig) -> RawData:
     train = generate_reviews(d.train_size, d.seed, d.label_noise, stream="train")
     val = generate_reviews(d.eval_size, d.seed, 0.0, stream="eval")
     source = f"synthetic(n={d.train_size}+{d.eval_size}, seed={d.seed}, noise={d.label_noise:g})"
-    return _finish(train, val, ["negative", "positive"], d, source)
+    origin = {
+        split: _origin("code", generated=f"sweep.train.synthetic seed={d.seed} stream={stream}")
+        for split, stream in (("train", "train"), ("validation", "eval"))
+    }
+    return _finish(train, val, SYNTHETIC_LABELS, d, source, origin)
+
+
+SYNTHETIC_LABELS = ["negative", "positive"]
+
+
+# ---- the test split -------------------------------------------------------------------------
+
+
+def load_test(cfg: Any, label_names: Sequence[str]) -> TestSplit | None:
+    """The test split the ``data`` config describes, labelled with the train split's
+    ``label_names``; None when it has none (``data=files`` without ``test_file``,
+    ``data.test_size=0``, a hub dataset without ``test_split``)."""
+    d = data_config(cfg)
+    names = [str(n) for n in label_names]
+    if d.name == "synthetic":
+        if not d.test_size:
+            return None
+        texts, labels = generate_reviews(d.test_size, d.seed, 0.0, stream="test")
+        origin = _origin("code", generated=f"sweep.train.synthetic seed={d.seed} stream=test")
+        source = f"synthetic(n={d.test_size}, seed={d.seed}, stream=test)"
+    elif d.name == "files":
+        if not d.test_file:
+            return None
+        path = os.path.abspath(os.path.expanduser(d.test_file))
+        texts, keys = _read_split(path, "test_file", d.text_column, d.label_column)
+        labels = _known_labels(keys, names, os.path.basename(path), d.label_column)
+        origin = _origin("local", uri=path)
+        source = f"files(test={os.path.basename(path)})"
+    else:
+        split = d.test_split
+        if not split or split == d.validation_split:
+            return None
+        dd = _open_hub_dataset(d.hub_id)
+        if split not in dd:
+            raise DataError(
+                f"data.test_split: dataset {d.hub_id!r} has no split {split!r}; "
+                f"splits found: {list(dd)}"
+            )
+        texts = list(dd[split][d.text_column])
+        raw_labels = dd[split][d.label_column]
+        feat = dd[split].features[d.label_column]
+        if isinstance(feat, datasets.ClassLabel):
+            labels = [int(y) for y in raw_labels]
+        else:
+            keys = [_label_key(v) for v in raw_labels]
+            labels = _known_labels(keys, names, f"{d.hub_id}[{split}]", d.label_column)
+        origin = _origin("hugging_face", path=d.hub_id, split=split)
+        source = f"hub({d.hub_id}, test={split})"
+    return TestSplit(
+        data=_make_dataset(texts, labels),
+        digest=_fingerprint([(texts, labels)], names),
+        origin=origin,
+        source=source,
+    )
+
+
+def _known_labels(keys: list[str], names: list[str], where: str, column: str) -> list[int]:
+    ids = {_label_key(n): i for i, n in enumerate(names)}
+    unknown = sorted(set(keys) - set(ids))
+    if unknown:
+        raise DataError(
+            f"{where}: test labels {unknown} in column {column!r} do not occur in the train "
+            f"labels {names}"
+        )
+    return [ids[k] for k in keys]
 
 
 # ---- files ----------------------------------------------------------------------------------
@@ -399,7 +497,14 @@ def _load_files(d: DictConfig) -> RawData:
     )
     train = (t_texts, [ids[k] for k in t_keys])
     val = (v_texts, [ids[k] for k in v_keys])
-    return _finish(train, val, names, d, source)
+    origin = {"train": _origin("local", uri=train_path)}
+    if val_path is not None:
+        origin["validation"] = _origin("local", uri=val_path)
+    else:
+        origin["validation"] = _origin(
+            "local", uri=train_path, held_out=f"validation_fraction={frac:g} seed={seed}"
+        )
+    return _finish(train, val, names, d, source, origin)
 
 
 # ---- hub ------------------------------------------------------------------------------------
@@ -424,9 +529,11 @@ def _open_hub_dataset(hub_id: str) -> Any:
         ) from None
 
 
-def _check_hub_splits(dd: Any, hub_id: str, val_split: str, text_col: str, label_col: str) -> None:
-    """Both splits exist and carry the text and label columns; train is checked first."""
-    for split in ("train", val_split):
+def _check_hub_splits(
+    dd: Any, hub_id: str, val_split: str | None, text_col: str, label_col: str
+) -> None:
+    """The splits exist and carry the text and label columns; train is checked first."""
+    for split in ("train", val_split) if val_split else ("train",):
         if split not in dd:
             raise DataError(
                 f"data.validation_split: dataset {hub_id!r} has no split {split!r}; "
@@ -465,25 +572,45 @@ def _hub_labels(
 def _load_hub(d: DictConfig) -> RawData:
     """IMDB (or another hub dataset with ``text``/``label``) via ``datasets.load_dataset``.
 
-    IMDB has no validation split: its ``test`` split (``data.validation_split``) serves as
-    validation. Offline (``HF_DATASETS_OFFLINE=1``) this works from a warm HF cache only; a cold
-    cache or an unreachable hub raises :class:`DataError` naming the dataset id.
+    Validation: the hub split ``data.validation_split`` when set, else a seeded
+    ``data.validation_fraction`` of the train split (IMDB has no validation split; its ``test``
+    split is the test split, :func:`load_test`). Offline (``HF_DATASETS_OFFLINE=1``) this works
+    from a warm HF cache only; a cold cache or an unreachable hub raises :class:`DataError`
+    naming the dataset id.
     """
     hub_id, val_split = d.hub_id, d.validation_split
     text_col, label_col = d.text_column, d.label_column
     dd = _open_hub_dataset(hub_id)
     _check_hub_splits(dd, hub_id, val_split, text_col, label_col)
     feat = dd["train"].features[label_col]
-    train_texts, train_labels = dd["train"][text_col], dd["train"][label_col]
-    val_texts, val_labels = dd[val_split][text_col], dd[val_split][label_col]
+    train_texts, train_labels = list(dd["train"][text_col]), list(dd["train"][label_col])
+    if val_split:
+        val_texts, val_labels = list(dd[val_split][text_col]), list(dd[val_split][label_col])
+        source = f"hub({hub_id}, validation={val_split})"
+        val_origin = _origin("hugging_face", path=hub_id, split=val_split)
+    else:
+        frac, seed = d.validation_fraction, d.seed
+        idx = list(range(len(train_texts)))
+        random.Random(f"sweep-split/{seed}").shuffle(idx)
+        n_val = min(len(idx) - 1, max(1, round(len(idx) * frac)))
+        v_idx, tr_idx = sorted(idx[:n_val]), sorted(idx[n_val:])
+        val_texts, val_labels = [train_texts[i] for i in v_idx], [train_labels[i] for i in v_idx]
+        train_texts = [train_texts[i] for i in tr_idx]
+        train_labels = [train_labels[i] for i in tr_idx]
+        source = f"hub({hub_id}, validation_fraction={frac:g}, seed={seed})"
+        val_split = "train"  # for messages: validation rows come from it
+        val_origin = _origin(
+            "hugging_face", path=hub_id, split="train", held_out=f"{frac:g} seed={seed}"
+        )
     names, train_labels, val_labels = _hub_labels(feat, train_labels, val_labels, hub_id, val_split)
     if any(y is None or y < 0 for y in list(train_labels) + list(val_labels)):
         raise DataError(f"{hub_id}: unlabelled rows (label -1) in train or {val_split}")
-    source = f"hub({hub_id}, validation={val_split})"
+    origin = {"train": _origin("hugging_face", path=hub_id, split="train"), "validation": val_origin}
     return _finish(
-        (list(train_texts), list(train_labels)),
-        (list(val_texts), list(val_labels)),
+        (train_texts, list(train_labels)),
+        (val_texts, list(val_labels)),
         names,
         d,
         source,
+        origin,
     )

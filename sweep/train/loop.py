@@ -418,8 +418,10 @@ def run_training(
     prepared: Prepared | None = None,
     run_dir: str | None = None,
     callbacks: list | None = None,
+    save_to: str | None = None,
 ) -> RunResult:
-    """Fine-tune once with `cfg`; returns the objective and the metrics it saw."""
+    """Fine-tune once with `cfg`; returns the objective and the metrics it saw. `save_to`: a
+    directory where a completed run leaves its model for serving (sweep/track/served.py)."""
     tracker = tracker or NullTracker()
     t = cfg.trainer
     started = time.perf_counter()
@@ -447,6 +449,8 @@ def run_training(
         trainer.save_model(save_dir)
         prep.tokenizer.save_pretrained(save_dir)
         tracker.log_artifacts(save_dir, "model")
+    if save_to and status == "completed":
+        save_for_serving(trainer, prep, cfg, save_to)
 
     del trainer, model, opt, sched
     if not run_dir and t.checkpoint_every == 0:
@@ -462,6 +466,17 @@ def run_training(
         history=callback.history,
         data_fingerprint=prep.raw.fingerprint,
     )
+
+
+def save_for_serving(trainer, prep: Prepared, cfg: DictConfig, path: str) -> None:
+    """The model, its tokenizer and serving.json (label names, max length) in `path`."""
+    from sweep.track.served import SERVING_FILE
+
+    shutil.rmtree(path, ignore_errors=True)
+    trainer.save_model(path)
+    prep.tokenizer.save_pretrained(path)
+    serving = {"labels": list(prep.raw.label_names), "max_length": int(cfg.data.max_length)}
+    Path(path, SERVING_FILE).write_text(json.dumps(serving), encoding="utf-8")
 
 
 def _model_and_optimizers(cfg: DictConfig, prep: Prepared):

@@ -170,11 +170,17 @@ def run_job(
     extra_tags: dict[str, str] | None = None,
     check_tracking: bool = True,
     want_outcome: bool = False,
+    confirm=None,
 ):
     """Run one job. Returns the objective (a float) for a plain run, a TrialOutcome in a trial
-    (or whenever `want_outcome`: its run_id and final metrics are what `reproduce` compares)."""
+    (or whenever `want_outcome`: its run_id and final metrics are what `reproduce` compares).
+    `confirm` (sweep.search.confirm.ConfirmContext): a confirmation run, a child of the sweep's
+    parent run that trains to the end and saves its model for the winner's registration."""
     validate(cfg)
-    tracker = make_tracker(cfg, check=check_tracking and ctx is None)
+    if confirm is not None:
+        extra_tags = {**confirm.tags(), **(extra_tags or {})}
+        want_outcome = True
+    tracker = make_tracker(cfg, check=check_tracking and ctx is None and confirm is None)
 
     # heavy imports only once the cheap checks passed
     from sweep.train import loop
@@ -187,10 +193,15 @@ def run_job(
     tags = _start_tags(cfg, ctx, extra_tags)
     prune_hook = _prune_hook(cfg, ctx)
     trial = ctx.trial if ctx is not None else None
-    tracker.start(run_name(cfg, ctx), tags=tags, parent_run_id=ctx and ctx.parent_run_id)
+    parent = confirm.parent_run_id if confirm is not None else ctx and ctx.parent_run_id
+    name = run_name(cfg, ctx)
+    if confirm is not None:
+        name = f"confirm trial-{confirm.trial} seed={confirm.seed} {name}"
+    tracker.start(name, tags=tags, parent_run_id=parent)
     if trial is not None and tracker.run_id:
         trial.set_user_attr("mlflow_run_id", tracker.run_id)
-    result = _train_in_run(cfg, ctx, tracker, prepared, prune_hook)
+    save_to = confirm.save_dir if confirm is not None else None
+    result = _train_in_run(cfg, ctx, tracker, prepared, prune_hook, save_to)
     return _finish(cfg, ctx, tracker, result, want_outcome)
 
 
@@ -239,10 +250,12 @@ def _prune_hook(cfg: DictConfig, ctx: TrialContext | None):
     return prune_hook
 
 
-def _train_in_run(cfg: DictConfig, ctx: TrialContext | None, tracker, prepared, prune_hook):
+def _train_in_run(
+    cfg: DictConfig, ctx: TrialContext | None, tracker, prepared, prune_hook, save_to=None
+):
     """Log the config and data into the started run and train; any error closes the run (KILLED
     on an interrupt, FAILED otherwise) before it propagates."""
-    from sweep.track.tracking import params_of
+    from sweep.track.tracking import dataset_records, params_of
     from sweep.train import loop
 
     try:
@@ -257,13 +270,26 @@ def _train_in_run(cfg: DictConfig, ctx: TrialContext | None, tracker, prepared, 
                 "sweep.data_source": prepared.raw.source,
             }
         )
-        return loop.run_training(cfg, tracker, prune_hook=prune_hook, prepared=prepared)
+        tracker.log_datasets(dataset_records(prepared.raw, dataset_name(cfg.data)))
+        return loop.run_training(
+            cfg, tracker, prune_hook=prune_hook, prepared=prepared, save_to=save_to
+        )
     except KeyboardInterrupt:
         _close(tracker, "KILLED", ctx and {"optuna.state": "FAIL", "sweep.interrupted": "true"})
         raise
     except BaseException as e:
         _close(tracker, "FAILED", ctx and {"optuna.state": "FAIL", "sweep.error": str(e)[:500]})
         raise
+
+
+def dataset_name(d: DictConfig) -> str:
+    """The name of a run's data set in MLflow's Dataset column: `synthetic`, the hub id, or the
+    train file's name."""
+    if d.name == "files" and d.get("train_file"):
+        return os.path.basename(str(d.train_file))
+    if d.name == "imdb" and d.get("hub_id"):
+        return str(d.hub_id)
+    return str(d.name)
 
 
 def _finish(cfg: DictConfig, ctx: TrialContext | None, tracker, result, want_outcome: bool):

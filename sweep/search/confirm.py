@@ -1,0 +1,435 @@
+"""Confirmation: re-run the K best complete configurations of a sweep with S new training seeds,
+choose the winner by its mean over those seeds alone, score it once on the test split, and
+register its model.
+
+Why: the best trial of a search is chosen by one noisy number, and the spread of a configuration
+over training seeds is as large as the differences between configurations (BENCHMARKS.md). So the
+winner is chosen on runs it was not selected on, and only the winner ever sees the test split.
+
+The stages, shared by the sweeper (`hydra.sweeper.confirm.top_k` / `.seeds`, after the budget is
+met) and by `python -m sweep confirm`:
+
+1. `plan`: the top K COMPLETE trials by value, each with S seeds (`seeds_for`: never the seed the
+   trial trained with).
+2. The confirmation runs: full runs (no pruning) of a candidate's config with `trainer.seed` set,
+   each an MLflow child of the sweep's parent run tagged `sweep.role=confirm`,
+   `sweep.confirms=<trial run id>` and `sweep.confirm.seed`. They are not Optuna trials: no sampler,
+   pruner or budget sees them. A job learns that it is one from `ConfirmContext`, which reaches it
+   through what it is given (Hydra's `hydra.job.env_set` in its overrides), never through the
+   submitting process's environment. Each saves its final model under the context's `model_dir`.
+3. Progress lives in MLflow: a FINISHED confirmation run of (trial run id, seed) under the parent
+   is done (`finished`). A killed or failed stage, re-run, runs only what is missing.
+4. `choose`: mean and std of the objective per configuration over its confirmation runs; the winner
+   is the best mean (ties: the better search value). Its run is the confirmation run of the winning
+   configuration with the best value.
+5. `finalize`: the test split scored once with the served model on the winner run (`test_loss`,
+   `test_accuracy`, `test_f1`), the pyfunc model logged and registered under the experiment's name
+   with alias `champion`, `sweep.winner=true` on that run and on no other run of the sweep.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweep.core import trial_env
+from sweep.core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ROLE = "confirm"
+CHAMPION = "champion"
+TEST_METRICS = ("test_loss", "test_accuracy", "test_f1")
+EVAL_METRICS = ("eval_loss", "eval_accuracy", "eval_f1")
+
+
+class ConfirmError(UserError, RuntimeError):
+    """Confirmation cannot run (no complete trial, no tracking); one line."""
+
+
+# --------------------------------------------------------------------------- the job's context
+
+
+@dataclass
+class ConfirmContext:
+    """What a confirmation job needs: whose child it is, which trial it confirms, its seed and
+    where it saves its model."""
+
+    study_name: str
+    parent_run_id: str
+    confirms: str  # the confirmed trial's MLflow run id
+    trial: int  # its Optuna trial number
+    seed: int
+    model_dir: str  # the job saves its final model in model_dir/<trial>-seed<seed>
+
+    def encode(self) -> str:
+        """A Hydra-override-safe token: URL-safe base64 of the JSON, without padding."""
+        blob = json.dumps(self.__dict__, sort_keys=True).encode()
+        return base64.urlsafe_b64encode(blob).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> ConfirmContext:
+        blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        return cls(**json.loads(blob))
+
+    @classmethod
+    def from_env(cls) -> ConfirmContext | None:
+        token = os.environ.get(trial_env.CONFIRM)
+        return cls.decode(token) if token else None
+
+    def override(self) -> str:
+        return f"+hydra.job.env_set.{trial_env.CONFIRM}={self.encode()}"
+
+    @property
+    def save_dir(self) -> str:
+        return os.path.join(self.model_dir, f"{self.trial}-seed{self.seed}")
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "sweep.role": ROLE,
+            "sweep.confirms": self.confirms,
+            "sweep.confirm.trial": str(self.trial),
+            "sweep.confirm.seed": str(self.seed),
+            "optuna.study": self.study_name,
+        }
+
+
+def seeds_for(trial_seed: int, n: int) -> list[int]:
+    """`n` training seeds for confirmation, none of them the seed the trials trained with."""
+    return [int(trial_seed) + 1000 + i for i in range(n)]
+
+
+def model_dir(root: str | Path, study_name: str) -> str:
+    """Where a sweep's confirmation runs keep their models until the winner's is logged."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name)
+    return str(Path(root).resolve() / ".sweep" / "models" / safe)
+
+
+def registry_name(experiment: str) -> str:
+    """The experiment's name made valid for the Model Registry (no `/` or `:`)."""
+    name = re.sub(r"[/:]+", "-", experiment).strip("-")
+    return name or "sweep"
+
+
+# --------------------------------------------------------------------------- plan and progress
+
+
+@dataclass
+class Candidate:
+    """One configuration to confirm: a COMPLETE trial."""
+
+    number: int
+    run_id: str
+    value: float  # its search value (the objective of the trial run)
+    params: dict[str, Any]  # the searched params
+    overrides: list[str] = field(default_factory=list)  # (sweeper) what re-creates it
+
+
+@dataclass
+class Done:
+    confirms: str
+    seed: int
+    run_id: str
+    value: float
+    steps: int
+
+
+def _better(direction: str) -> Callable[[float, float], bool]:
+    return (lambda a, b: a > b) if direction == "maximize" else (lambda a, b: a < b)
+
+
+def rank_key(direction: str) -> Callable[[float], float]:
+    """Sort key: best first, NaN last."""
+    sign = -1.0 if direction == "maximize" else 1.0
+    return lambda v: math.inf if not math.isfinite(v) else sign * v
+
+
+def top(candidates: list[Candidate], k: int, direction: str) -> list[Candidate]:
+    key = rank_key(direction)
+    ok = [c for c in candidates if math.isfinite(c.value) and c.run_id]
+    return sorted(ok, key=lambda c: (key(c.value), c.number))[:k]
+
+
+def top_from_study(study, k: int, direction: str, fixed: list[str]) -> list[Candidate]:
+    import optuna
+
+    from sweep.core.overrides import to_override
+    from sweep.search.study import RUN_ID
+
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        params = dict(t.params)
+        out.append(
+            Candidate(
+                number=t.number,
+                run_id=str(t.user_attrs.get(RUN_ID) or ""),
+                value=float(t.value),
+                params=params,
+                overrides=list(fixed) + [to_override(n, v) for n, v in params.items()],
+            )
+        )
+    return top(out, k, direction)
+
+
+def finished(client, experiment_id: str, parent_run_id: str, objective: str) -> dict:
+    """(confirmed run id, seed) -> Done, for the FINISHED confirmation runs under the parent."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.`sweep.role` = '{ROLE}' and tags.`mlflow.parentRunId` = '{parent_run_id}'"
+        ),
+        max_results=5000,
+    )
+    out: dict[tuple[str, int], Done] = {}
+    for r in runs:
+        if r.info.status != "FINISHED":
+            continue
+        t = r.data.tags
+        try:
+            value = float(t.get(f"sweep.objective.{objective}", "nan"))
+            key = (t["sweep.confirms"], int(t["sweep.confirm.seed"]))
+        except (KeyError, ValueError):
+            continue
+        out[key] = Done(key[0], key[1], r.info.run_id, value, int(t.get("sweep.steps", "0")))
+    return out
+
+
+# --------------------------------------------------------------------------- the choice
+
+
+@dataclass
+class Confirmed:
+    candidate: Candidate
+    runs: list[Done]
+    mean: float
+    std: float
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+
+@dataclass
+class Choice:
+    rows: list[Confirmed]  # best mean first
+    winner: Confirmed | None
+    winner_run: Done | None
+    missing: list[tuple[int, int]]  # (trial number, seed) without a finished run
+    test: dict[str, float] = field(default_factory=dict)
+    model: str = ""  # models:/<name>/<version>, once registered
+    notes: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        lines = ["confirmation (mean +- std over new training seeds; * the winner)"]
+        lines.append(f"  {'trial':<6} {'search':>8} {'mean':>8} {'std':>8} {'seeds':>6}")
+        for r in self.rows:
+            mark = "*" if self.winner is r else " "
+            lines.append(
+                f"{mark} {r.candidate.number:<6} {r.candidate.value:>8.4f} {r.mean:>8.4f} "
+                f"{r.std:>8.4f} {r.n:>6}"
+            )
+        if self.test:
+            lines.append(
+                "winner on the test split: "
+                + "  ".join(f"{k}={v:.4f}" for k, v in sorted(self.test.items()))
+            )
+        if self.model:
+            lines.append(f"winner's model: {self.model} (alias {CHAMPION})")
+        return "\n".join(lines)
+
+    def csv(self) -> str:
+        out = ["trial,trial_run_id,search_value,seed,run_id,value,mean,std,winner"]
+        for r in self.rows:
+            for d in r.runs:
+                win = self.winner_run is not None and d.run_id == self.winner_run.run_id
+                out.append(
+                    f"{r.candidate.number},{r.candidate.run_id},{r.candidate.value!r},{d.seed},"
+                    f"{d.run_id},{d.value!r},{r.mean!r},{r.std!r},{str(win).lower()}"
+                )
+        return "\n".join(out) + "\n"
+
+
+def choose(
+    candidates: list[Candidate], seeds: list[int], done: dict, direction: str
+) -> Choice:
+    key = rank_key(direction)
+    rows, missing = [], []
+    for c in candidates:
+        runs = [done[(c.run_id, s)] for s in seeds if (c.run_id, s) in done]
+        missing += [(c.number, s) for s in seeds if (c.run_id, s) not in done]
+        if not runs:
+            continue
+        values = [d.value for d in runs]
+        mean = statistics.fmean(values) if all(map(math.isfinite, values)) else math.nan
+        std = statistics.stdev(values) if len(values) > 1 and math.isfinite(mean) else 0.0
+        rows.append(Confirmed(c, runs, mean, std))
+    rows.sort(key=lambda r: (key(r.mean), key(r.candidate.value), r.candidate.number))
+    winner = rows[0] if rows and not missing and math.isfinite(rows[0].mean) else None
+    winner_run = None
+    if winner is not None:
+        winner_run = sorted(winner.runs, key=lambda d: (key(d.value), d.seed))[0]
+    return Choice(rows, winner, winner_run, missing)
+
+
+# --------------------------------------------------------------------------- the winner
+
+
+def test_metrics(model_path: str, test, positive: int | None) -> dict[str, float]:
+    """The served model's loss, accuracy and F1 on the test split (`eval_f1`'s definition)."""
+    import numpy as np
+
+    from sweep.track.served import Classifier
+    from sweep.train.loop import f1
+
+    clf = Classifier(model_path)
+    texts, labels = list(test.data["text"]), np.asarray(test.data["label"])
+    probs = clf.probabilities(texts)
+    preds = probs.argmax(axis=1)
+    picked = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
+    return {
+        "test_loss": float(-np.log(picked).mean()),
+        "test_accuracy": float((preds == labels).mean()),
+        "test_f1": f1(labels, preds, max(len(clf.labels), 2), positive),
+    }
+
+
+def log_model(uri: str, run_id: str, model_path: str, name: str) -> str:
+    """Log the served pyfunc on `run_id`, register it as `name`, point `champion` at it.
+    Returns `models:/<name>/<version>`."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from sweep.track import served
+
+    example = pd.DataFrame({"text": ["a quietly moving film", "dull and far too long"]})
+    output = pd.DataFrame({"label": ["a", "b"], "probabilities": [[0.5, 0.5], [0.5, 0.5]]})
+    signature = infer_signature(example, output)
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(uri)
+    versions = {
+        pkg: _version(pkg) for pkg in ("mlflow", "torch", "transformers", "pandas", "numpy")
+    }
+    reqs = [f"{pkg}=={v}" for pkg, v in versions.items() if v]
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Add type hints")  # our signature is explicit
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=served.__file__,
+            artifacts={"model": model_path},
+            signature=signature,
+            input_example=example,
+            pip_requirements=reqs,
+            registered_model_name=name,
+        )
+    version = str(info.registered_model_version)
+    mlflow.MlflowClient(uri).set_registered_model_alias(name, CHAMPION, version)
+    return f"models:/{name}/{version}"
+
+
+def _version(pkg: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(pkg).split("+")[0]
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def mark_winner(client, experiment_id: str, study_name: str, run_id: str) -> None:
+    """`sweep.winner=true` on `run_id` and on no other run of the study."""
+    flagged = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`optuna.study` = '{study_name}' and tags.`sweep.winner` = 'true'",
+    )
+    for r in flagged:
+        if r.info.run_id != run_id:
+            client.set_tag(r.info.run_id, "sweep.winner", "false")
+    client.set_tag(run_id, "sweep.winner", "true")
+
+
+def finalize(
+    choice: Choice,
+    *,
+    uri: str,
+    experiment: str,
+    experiment_id: str,
+    study_name: str,
+    model_root: str,
+    config_of: Callable[[str], Any],
+) -> None:
+    """Score the winner on the test split once, log and register its model, tag it. A winner
+    already finalized (tagged, registered) is only read back: re-running changes nothing."""
+    from mlflow.entities import Metric
+
+    from sweep.track import tracking
+    from sweep.train import data as data_mod
+
+    if choice.winner_run is None:
+        return
+    client = tracking.client(uri)
+    run = client.get_run(choice.winner_run.run_id)
+    tags = run.data.tags
+    if tags.get("sweep.winner") == "true" and tags.get("sweep.model"):
+        choice.test = {k: v for k, v in run.data.metrics.items() if k in TEST_METRICS}
+        choice.model = tags["sweep.model"]
+        return
+    cfg = config_of(run.info.run_id)
+    d = choice.winner_run
+    path = os.path.join(model_root, f"{choice.winner.candidate.number}-seed{d.seed}")
+    if not os.path.isfile(os.path.join(path, "serving.json")):
+        choice.notes.append(
+            f"the winner's model was not found in {path} (its run was on another machine, or "
+            "the folder was removed): trained again with its logged config"
+        )
+        _train_again(cfg, path)
+    raw = data_mod.load_raw(cfg.data)
+    test = data_mod.load_test(cfg.data, raw.label_names)
+    if test is None:
+        choice.notes.append(
+            "no test split (data=files without data.test_file, data.test_size=0, or a hub "
+            "dataset without data.test_split): the winner has no test metrics"
+        )
+    else:
+        positive = data_mod.positive_index(raw.label_names, cfg.data.get("positive_label"))
+        choice.test = test_metrics(path, test, positive)
+        client.log_batch(
+            d.run_id,
+            metrics=[Metric(k, v, _now(), d.steps) for k, v in choice.test.items()],
+        )
+        from sweep.train.runner import dataset_name
+
+        tracker = tracking.Tracker(uri, experiment)
+        tracker.run_id = d.run_id
+        name = dataset_name(cfg.data)
+        tracker.log_datasets(tracking.dataset_records(raw, name, test)[-1:])
+    choice.model = log_model(uri, d.run_id, path, registry_name(experiment))
+    client.set_tag(d.run_id, "sweep.model", choice.model)
+    client.set_tag(d.run_id, "sweep.confirm.mean", repr(choice.winner.mean))
+    client.set_tag(d.run_id, "sweep.confirm.std", repr(choice.winner.std))
+    mark_winner(client, experiment_id, study_name, d.run_id)
+    shutil.rmtree(model_root, ignore_errors=True)
+
+
+def _now() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _train_again(cfg, path: str) -> None:
+    from sweep.train import loop
+
+    loop.run_training(cfg, save_to=path)
