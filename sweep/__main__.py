@@ -4,6 +4,7 @@
     python -m sweep reproduce --best --experiment NAME
     python -m sweep best --experiment NAME [--tracking-uri URI]
     python -m sweep report --experiment NAME [--tracking-uri URI] [--out report.html]
+    python -m sweep confirm --experiment NAME [--top K] [--seeds S] [--study NAME]
     python -m sweep ui [--host 127.0.0.1] [--port 5000] [--tracking-uri URI] [--allow-remote]
 
 Every command takes `--tracking-uri`; without it $MLFLOW_TRACKING_URI is used, else
@@ -165,6 +166,42 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- confirm
+
+
+def add_confirm(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "confirm",
+        help="re-run the K best configurations of a sweep with S new seeds; choose, test and "
+        "register the winner",
+        description=(
+            "Re-run the K best complete trials of a sweep (from their logged config.yaml) with S "
+            "new training seeds each, as child runs of the sweep's parent tagged "
+            "sweep.confirms=<trial run id>; the winner is the best mean over those seeds. It is "
+            "scored once on the test split and its model is registered under the experiment's "
+            "name with alias champion. Finished confirmation runs are not repeated."
+        ),
+    )
+    p.add_argument("--experiment", metavar="NAME", required=True, help="MLflow experiment name")
+    p.add_argument("--top", type=int, default=2, metavar="K", help="configurations (default 2)")
+    p.add_argument("--seeds", type=int, default=2, metavar="S", help="new seeds each (default 2)")
+    p.add_argument("--study", metavar="NAME", help="the sweep when an experiment holds several")
+    _add_tracking_uri(p)
+    return p
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    from sweep.cli import confirm
+
+    return confirm.confirm(
+        args.experiment,
+        top=args.top,
+        seeds=args.seeds,
+        study=args.study,
+        tracking_uri=args.tracking_uri,
+    )
+
+
 # --------------------------------------------------------------------------- ui
 
 
@@ -226,6 +263,7 @@ COMMANDS: dict[str, Command] = {
     "reproduce": (add_reproduce, cmd_reproduce),
     "best": (add_best, cmd_best),
     "report": (add_report, cmd_report),
+    "confirm": (add_confirm, cmd_confirm),
     "ui": (add_ui, cmd_ui),
 }
 

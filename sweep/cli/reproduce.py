@@ -355,7 +355,7 @@ def _best_by_value(client, ids: list[str], experiment: str, uri: str) -> Best:
     candidates = [
         r
         for r in finished
-        if r.data.tags.get("sweep.role") != "parent"
+        if r.data.tags.get("sweep.role") not in ("parent", "confirm")
         and "reproduces" not in r.data.tags
         and r.data.tags.get("optuna.state", "COMPLETE") == "COMPLETE"
         and metrics.finite(objective_value(r, r.data.tags.get("sweep.objective", "eval_f1")))
@@ -527,7 +527,36 @@ def show_best(
     out("re-create it with:")
     out(f"  {train_command(overrides)}")
     out(f"or re-run it exactly with:\n  python -m sweep reproduce {run.info.run_id}")
+    _show_winner(client, b.parent, out)
     return 0
+
+
+def _show_winner(client, parent, out: Printer) -> None:
+    """The sweep's confirmed winner (sweep/search/confirm.py), when it has one."""
+    tags = parent.data.tags if parent is not None else {}
+    winner_id = tags.get("sweep.winner_run_id")
+    if not winner_id:
+        if parent is not None:
+            out(
+                "no confirmed winner yet: python -m sweep confirm --experiment NAME "
+                "re-runs the best configurations with new seeds and chooses one"
+            )
+        return
+    try:
+        run = client.get_run(winner_id)
+    except Exception:  # noqa: BLE001 - a deleted winner run
+        return
+    m = run.data.metrics
+    out(
+        f"winner:     {winner_id}  trial {tags.get('sweep.winner_trial')} seed "
+        f"{tags.get('sweep.winner_seed')}: mean {tags.get('sweep.winner_mean')} +- "
+        f"{tags.get('sweep.winner_std')} over its confirmation seeds"
+    )
+    test = "  ".join(f"{k}={m[k]:.6g}" for k in ("test_loss", "test_accuracy", "test_f1") if k in m)
+    if test:
+        out(f"test:       {test}")
+    if tags.get("sweep.model"):
+        out(f"model:      {tags['sweep.model']} (alias champion)")
 
 
 # --------------------------------------------------------------------------- reproduce

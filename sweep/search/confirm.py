@@ -324,7 +324,7 @@ def log_model(uri: str, run_id: str, model_path: str, name: str) -> str:
     }
     reqs = [f"{pkg}=={v}" for pkg, v in versions.items() if v]
     with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Add type hints")  # our signature is explicit
+        warnings.filterwarnings("ignore", message=".*Add type hints")  # our signature is explicit
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=served.__file__,

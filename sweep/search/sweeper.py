@@ -62,6 +62,8 @@ from sweep.train.runner import TrialContext, TrialOutcome, set_trial_context
 
 log = logging.getLogger(__name__)
 _ABSENT = object()
+PLAN = "sweep.confirm.plan"  # study user attr: {"main": pid, "jobs": [[trial, seed], ...]}
+CLAIM = "sweep.confirm.claim"  # + .<main pid>.<trial>-<seed>: the pid of the worker running it
 
 
 @dataclass
@@ -555,26 +557,28 @@ class SweepRunner:
         )
 
     def _summarise(self, run: _Run) -> SweepResult:
-        """Wait for the helpers; the main worker finishes the parent run and prints the table.
-        Exit code 1 when the failure limit stopped the sweep."""
-        for problem in run.helpers.wait():
-            log.warning(problem)
-        if run.helper:
-            if run.reason:
-                print(("error: " if run.exit_code else "note: ") + run.reason, file=sys.stderr)
-            return SweepResult(run.exit_code)  # the main worker summarises the sweep
+        """Confirm the best configurations (every worker takes part), wait for the helpers; the
+        main worker finishes the parent run and prints the table. Exit code 1 when the failure
+        limit stopped the sweep."""
         choice = None
-        if not run.exit_code and not run.reason:  # the budget is met: confirm its best
-            try:
-                choice = self._confirm(run)
-            except KeyboardInterrupt:
+        try:
+            choice = self._confirm(run)
+        except KeyboardInterrupt:
+            run.helpers.stop()
+            if not run.helper:
                 run.parent.finish(status="KILLED")
                 print(
                     "\ninterrupted during confirmation: the finished confirmation runs are kept; "
                     "re-run the same command to complete it",
                     file=sys.stderr,
                 )
-                raise
+            raise
+        for problem in run.helpers.wait():
+            log.warning(problem)
+        if run.helper:
+            if run.reason:
+                print(("error: " if run.exit_code else "note: ") + run.reason, file=sys.stderr)
+            return SweepResult(run.exit_code)  # the main worker summarises the sweep
         summary = run.parent.finish(
             status="FAILED" if run.exit_code else "FINISHED", choice=choice
         )
@@ -599,28 +603,43 @@ class SweepRunner:
     # ---- confirmation (sweep/search/confirm.py)
 
     def _confirm(self, run: _Run):
-        """Re-run the top_k complete configurations with `seeds` new seeds each, through this
-        sweep's launcher, then choose, score and register the winner. None when it is off."""
+        """Once the budget is met: the main worker plans the confirmation runs (the top_k
+        complete configurations x `seeds` new seeds, less those already finished) and publishes
+        the plan in the study; every worker, helpers included, claims and runs planned jobs
+        until none is left; then the main worker waits for the helpers, chooses the winner,
+        scores and registers it. Returns the Choice (main worker), else None."""
         from sweep.search import confirm as cf
 
         k, n_seeds = int(self.opts.confirm.top_k), int(self.opts.confirm.seeds)
-        if not k:
-            return None
         tracker = run.parent.tracker
-        if tracker is None:
-            print(
-                "note: confirmation needs MLflow tracking (tracking=none): no winner chosen",
-                file=sys.stderr,
-            )
+        if not k or tracker is None:
+            if k and not run.helper:
+                print(
+                    "note: confirmation needs MLflow tracking (tracking=none): no winner chosen",
+                    file=sys.stderr,
+                )
             return None
-        candidates = cf.top_from_study(run.study, k, run.direction, run.fixed)
+        main = int(os.environ.get(workers.HELPER_ENV) or os.getpid())
+        root = cf.model_dir(os.getcwd(), run.study_name)
+        if run.helper:
+            jobs = self._await_plan(run, main)
+            if jobs:
+                self._run_confirmations(run, jobs, root, main)
+            return None
+        ok = not run.exit_code and not run.reason  # the budget is met
+        candidates = cf.top_from_study(run.study, k, run.direction, run.fixed) if ok else []
+        seeds = cf.seeds_for(run.base.trainer.seed, n_seeds)
+        done = cf.finished(tracker.client, tracker.experiment_id, run.parent.run_id, run.objective)
+        jobs = [(c, s) for c in candidates for s in seeds if (c.run_id, s) not in done]
+        with run.lock:  # an empty plan tells the helpers that there is nothing to confirm
+            run.study.set_user_attr(
+                PLAN, {"main": main, "jobs": [[c.number, s] for c, s in jobs]}
+            )
+        if not ok:
+            return None
         if not candidates:
             print("note: no complete trial to confirm: no winner chosen", file=sys.stderr)
             return None
-        seeds = cf.seeds_for(run.base.trainer.seed, n_seeds)
-        root = cf.model_dir(os.getcwd(), run.study_name)
-        done = cf.finished(tracker.client, tracker.experiment_id, run.parent.run_id, run.objective)
-        jobs = [(c, s) for c in candidates for s in seeds if (c.run_id, s) not in done]
         if jobs:
             log.info(
                 "confirming the %d best configurations with %d new seeds each: %d runs to do",
@@ -628,7 +647,9 @@ class SweepRunner:
                 len(seeds),
                 len(jobs),
             )
-            self._run_confirmations(run, jobs, root)
+            self._run_confirmations(run, jobs, root, main)
+            for problem in run.helpers.wait():
+                log.warning(problem)
             done = cf.finished(
                 tracker.client, tracker.experiment_id, run.parent.run_id, run.objective
             )
@@ -650,36 +671,71 @@ class SweepRunner:
         )
         return choice
 
-    def _run_confirmations(self, run: _Run, jobs: list, root: str) -> None:
-        """Each job is a full run of a candidate's overrides with a new `trainer.seed`, told
-        it is a confirmation run through its own overrides (hydra.job.env_set). In-process jobs
-        run one after another with every core; a parallel launcher runs n_jobs at once."""
+    def _await_plan(self, run: _Run, main: int) -> list:
+        """In a helper: the main worker's confirmation plan, once it is published; [] when it
+        is empty or the main worker is gone."""
+        from sweep.search import confirm as cf
+
+        while True:
+            plan = internals.study_user_attrs(run.study).get(PLAN) or {}
+            if plan.get("main") == main:
+                break
+            try:
+                os.kill(main, 0)
+            except ProcessLookupError:
+                return []
+            interrupts.check()
+            time.sleep(0.5)
+        wanted = {(int(n), int(s)) for n, s in plan.get("jobs", [])}
+        if not wanted:
+            return []
+        candidates = cf.top_from_study(run.study, len(run.study.trials), run.direction, run.fixed)
+        return [(c, s) for c in candidates for n, s in sorted(wanted) if c.number == n]
+
+    def _run_confirmations(self, run: _Run, jobs: list, root: str, main: int) -> None:
+        """Claim planned jobs under the study lock (as many as the launcher runs at once) and
+        run them until none is left. Each is a full run of a candidate's overrides with a new
+        `trainer.seed`, told it is a confirmation run through its own overrides
+        (hydra.job.env_set), never through this process's environment."""
         from sweep.search import confirm as cf
 
         in_process = isinstance(self.launcher, internals.basic_launcher())
-        ours = run.base.trainer.get("threads") is None  # the thread share _start_helpers set
-        lines = []
-        for c, seed in jobs:
-            ctx = cf.ConfirmContext(
-                study_name=run.study_name,
-                parent_run_id=run.parent.run_id,
-                confirms=c.run_id,
-                trial=c.number,
-                seed=seed,
-                model_dir=root,
-            )
-            overrides = [o for o in c.overrides if not (in_process and ours and _threads(o))]
-            overrides += [
-                f"trainer.seed={seed}",
-                f"hydra.sweep.subdir=confirm-{c.number}-seed{seed}",
-                ctx.override(),
-            ]
-            lines.append(overrides)
         size = 1 if in_process else max(1, int(self.opts.n_jobs))
-        for i in range(0, len(lines), size):
+        while True:
             interrupts.check()
+            mine = []
+            with run.lock:
+                attrs = internals.study_user_attrs(run.study)
+                for c, seed in jobs:
+                    key = f"{CLAIM}.{main}.{c.number}-{seed}"
+                    if key in attrs:
+                        continue
+                    run.study.set_user_attr(key, os.getpid())
+                    mine.append((c, seed))
+                    if len(mine) == size:
+                        break
+            if not mine:
+                return
+            lines = []
+            for c, seed in mine:
+                ctx = cf.ConfirmContext(
+                    study_name=run.study_name,
+                    parent_run_id=run.parent.run_id,
+                    confirms=c.run_id,
+                    trial=c.number,
+                    seed=seed,
+                    model_dir=root,
+                )
+                lines.append(
+                    [
+                        *c.overrides,
+                        f"trainer.seed={seed}",
+                        f"hydra.sweep.subdir=confirm-{c.number}-seed{seed}",
+                        ctx.override(),
+                    ]
+                )
             try:
-                returns = self.launcher.launch(lines[i : i + size], initial_job_idx=10_000 + i)
+                returns = self.launcher.launch(lines, initial_job_idx=10_000)
             except Exception as e:  # noqa: BLE001 - e.g. a worker process was killed
                 log.error("the launcher failed during confirmation (%s)", e)
                 continue
@@ -770,10 +826,6 @@ class SweepRunner:
         self.progress.trial_done(study, trial.number)
         if self.local:
             self.progress.others_done(study)
-
-
-def _threads(override: str) -> bool:
-    return override.startswith("trainer.threads=")
 
 
 def _logged_config(client, run_id: str, uri: str) -> DictConfig:
