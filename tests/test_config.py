@@ -60,7 +60,10 @@ def test_defaults_are_the_offline_recipe():
 def test_imdb_bert_small_preset_is_the_reference_recipe():
     cfg = compose(["experiment=imdb_bert_small"])
     assert cfg.model.pretrained == "google/bert_uncased_L-8_H-512_A-8"
-    assert cfg.data.hub_id == "stanfordnlp/imdb" and cfg.data.validation_split == "test"
+    assert cfg.data.hub_id == "stanfordnlp/imdb"
+    # validation is held out of train; IMDB's test split is the test split (since 2026-12)
+    assert cfg.data.validation_split is None and cfg.data.validation_fraction == 0.1
+    assert cfg.data.test_split == "test"
     o, s, t = cfg.optimizer, cfg.scheduler, cfg.trainer
     assert (o.name, o.lr, list(o.betas), o.eps, o.weight_decay) == (
         "adam",

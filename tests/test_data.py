@@ -51,6 +51,9 @@ def cfg(**kw) -> SimpleNamespace:
         label_column="label",
         hub_id=None,
         validation_split="test",
+        test_split="test",
+        test_size=500,
+        test_file=None,
         max_train_samples=None,
         max_eval_samples=None,
         max_length=64,
@@ -542,3 +545,75 @@ def test_rawdata_is_dataclass():
     raw = load_raw(cfg(train_size=10, eval_size=4))
     assert isinstance(raw, RawData)
     assert raw.train.features["label"].dtype == "int64"
+
+
+# ---------------------------------------------------------------- the test split
+
+
+def test_synthetic_test_split_is_its_own_stream_and_leaves_the_fingerprint_alone():
+    from sweep.train.data import load_test
+
+    a = load_raw(cfg(seed=5))
+    b = load_raw(cfg(seed=5, test_size=40))  # a test split of another size: same train/val
+    assert a.fingerprint == b.fingerprint and a.digests == b.digests
+    test = load_test(cfg(seed=5, test_size=40), a.label_names)
+    assert len(test.data) == 40 and set(test.data["label"]) <= {0, 1}
+    assert not set(test.data["text"]) & set(a.validation["text"])  # another stream
+    assert test.digest not in a.digests.values() and test.origin[0] == "code"
+    assert load_test(cfg(test_size=0), a.label_names) is None
+
+
+def _csv(path: Path, rows) -> str:
+    path.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows), encoding="utf-8")
+    return str(path)
+
+
+def test_files_test_split_uses_the_train_labels_and_refuses_unknown_ones(tmp_path):
+    from sweep.train.data import load_test
+
+    train = _csv(
+        tmp_path / "train.csv", [(f"text {i}", "pos" if i % 2 else "neg") for i in range(20)]
+    )
+    raw = load_raw(cfg(name="files", train_file=train))
+    assert raw.label_names == ["neg", "pos"]
+    assert load_test(cfg(name="files", train_file=train), raw.label_names) is None  # none given
+    test = _csv(tmp_path / "test.csv", [("good", "POS"), ("bad", "neg")])
+    split = load_test(cfg(name="files", train_file=train, test_file=test), raw.label_names)
+    assert split.data["label"] == [1, 0]
+    assert split.origin == ("local", json.dumps({"uri": test}))
+    bad = _csv(tmp_path / "bad.csv", [("meh", "neutral")])
+    with pytest.raises(DataError, match=r"bad.csv: test labels \['neutral'\]"):
+        load_test(cfg(name="files", train_file=train, test_file=bad), raw.label_names)
+
+
+def test_hub_validation_is_held_out_of_train_and_test_is_the_test_split(monkeypatch):
+    """The hub loader on a real DatasetDict (no hub here): validation is a seeded share of train,
+    the `test` split is the test split; a logged config of the old kind (validation_split=test)
+    still validates on the test split and has no test split."""
+    import datasets
+
+    from sweep.train import data as data_mod
+
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+
+    def split(n, tag):
+        return datasets.Dataset.from_dict(
+            {"text": [f"{tag} review {i}" for i in range(n)], "label": [i % 2 for i in range(n)]},
+            features=features,
+        )
+
+    dd = datasets.DatasetDict({"train": split(100, "train"), "test": split(30, "test")})
+    monkeypatch.setattr(data_mod, "_open_hub_dataset", lambda hub_id: dd)
+    new = cfg(name="imdb", hub_id="x/imdb", validation_split=None, validation_fraction=0.1)
+    raw = load_raw(new)
+    assert len(raw.train) == 90 and len(raw.validation) == 10
+    assert not set(raw.train["text"]) & set(raw.validation["text"])
+    assert all(t.startswith("train") for t in raw.validation["text"])
+    test = data_mod.load_test(new, raw.label_names)
+    assert len(test.data) == 30 and test.origin[0] == "hugging_face"
+    old = cfg(name="imdb", hub_id="x/imdb", validation_split="test", seed=1)
+    raw_old = load_raw(old)
+    assert len(raw_old.train) == 100 and raw_old.validation["text"][0].startswith("test")
+    assert data_mod.load_test(old, raw_old.label_names) is None  # it is the validation split

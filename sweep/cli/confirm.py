@@ -89,14 +89,7 @@ def confirm(
         f"sweep {study_name}: confirming trials {', '.join(str(c.number) for c in chosen)} with "
         f"seeds {', '.join(map(str, seed_list))} ({len(todo)} runs to do)"
     )
-    from sweep.train.runner import run_job
-
-    for c, seed in todo:
-        cfg = _config(client, c.run_id, uri)
-        cfg.trainer.seed = seed
-        cfg.trainer.threads = None  # one run at a time: every core
-        ctx = cf.ConfirmContext(study_name, parent.info.run_id, c.run_id, c.number, seed, root)
-        run_job(cfg, None, confirm=ctx, extra_tags={"mlflow.source.name": SOURCE})
+    _run_all(client, uri, todo, study_name, parent.info.run_id, root)
     done = cf.finished(client, exp.experiment_id, parent.info.run_id, objective)
     choice = cf.choose(chosen, seed_list, done, direction)
     cf.finalize(
@@ -121,6 +114,18 @@ def confirm(
         rep._warn("error: no winner: some confirmation runs did not finish")
         return 1
     return 0
+
+
+def _run_all(client, uri: str, todo: list, study_name: str, parent_id: str, root: str) -> None:
+    """The confirmation runs, one after another in this process, each with every core."""
+    from sweep.train.runner import run_job
+
+    for c, seed in todo:
+        cfg = _config(client, c.run_id, uri)
+        cfg.trainer.seed = seed
+        cfg.trainer.threads = None
+        ctx = cf.ConfirmContext(study_name, parent_id, c.run_id, c.number, seed, root)
+        run_job(cfg, None, confirm=ctx, extra_tags={"mlflow.source.name": SOURCE})
 
 
 def _config(client, run_id: str, uri: str):

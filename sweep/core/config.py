@@ -311,7 +311,9 @@ def _validate_data(d: DictConfig) -> None:
             bool(d.hub_id), "data.hub_id (a Hugging Face dataset id) is required with data=imdb"
         )
     if d.name in ("files", "imdb"):
-        _require(d.name == "imdb" or bool(d.train_file), "data.train_file is required with data=files")
+        _require(
+            d.name == "imdb" or bool(d.train_file), "data.train_file is required with data=files"
+        )
         _require(
             0 < d.validation_fraction < 1,
             f"data.validation_fraction must be in (0, 1), got {d.validation_fraction}",

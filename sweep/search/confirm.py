@@ -259,9 +259,7 @@ class Choice:
         return "\n".join(out) + "\n"
 
 
-def choose(
-    candidates: list[Candidate], seeds: list[int], done: dict, direction: str
-) -> Choice:
+def choose(candidates: list[Candidate], seeds: list[int], done: dict, direction: str) -> Choice:
     key = rank_key(direction)
     rows, missing = [], []
     for c in candidates:
@@ -287,10 +285,12 @@ def choose(
 def test_metrics(model_path: str, test, positive: int | None) -> dict[str, float]:
     """The served model's loss, accuracy and F1 on the test split (`eval_f1`'s definition)."""
     import numpy as np
+    from transformers.utils import logging as hf_logging
 
     from sweep.track.served import Classifier
     from sweep.train.loop import f1
 
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in the sweep's output
     clf = Classifier(model_path)
     texts, labels = list(test.data["text"]), np.asarray(test.data["label"])
     probs = clf.probabilities(texts)
@@ -315,16 +315,13 @@ def log_model(uri: str, run_id: str, model_path: str, name: str) -> str:
     example = pd.DataFrame({"text": ["a quietly moving film", "dull and far too long"]})
     output = pd.DataFrame({"label": ["a", "b"], "probabilities": [[0.5, 0.5], [0.5, 0.5]]})
     signature = infer_signature(example, output)
-    import warnings
-
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
     versions = {
         pkg: _version(pkg) for pkg in ("mlflow", "torch", "transformers", "pandas", "numpy")
     }
     reqs = [f"{pkg}=={v}" for pkg, v in versions.items() if v]
-    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Add type hints")  # our signature is explicit
+    with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=served.__file__,
@@ -372,10 +369,7 @@ def finalize(
 ) -> None:
     """Score the winner on the test split once, log and register its model, tag it. A winner
     already finalized (tagged, registered) is only read back: re-running changes nothing."""
-    from mlflow.entities import Metric
-
     from sweep.track import tracking
-    from sweep.train import data as data_mod
 
     if choice.winner_run is None:
         return
@@ -395,6 +389,25 @@ def finalize(
             "the folder was removed): trained again with its logged config"
         )
         _train_again(cfg, path)
+    _score_on_test(choice, cfg, client, uri, experiment, path)
+    choice.model = log_model(uri, d.run_id, path, registry_name(experiment))
+    client.set_tag(d.run_id, "sweep.model", choice.model)
+    client.set_tag(d.run_id, "sweep.confirm.mean", repr(choice.winner.mean))
+    client.set_tag(d.run_id, "sweep.confirm.std", repr(choice.winner.std))
+    mark_winner(client, experiment_id, study_name, d.run_id)
+    shutil.rmtree(model_root, ignore_errors=True)
+
+
+def _score_on_test(choice: Choice, cfg, client, uri: str, experiment: str, path: str) -> None:
+    """The test split scored once with the winner's served model; metrics and the test
+    dataset input logged on the winner run. A note when the data have no test split."""
+    from mlflow.entities import Metric
+
+    from sweep.track import tracking
+    from sweep.train import data as data_mod
+    from sweep.train.runner import dataset_name
+
+    d = choice.winner_run
     raw = data_mod.load_raw(cfg.data)
     test = data_mod.load_test(cfg.data, raw.label_names)
     if test is None:
@@ -402,25 +415,14 @@ def finalize(
             "no test split (data=files without data.test_file, data.test_size=0, or a hub "
             "dataset without data.test_split): the winner has no test metrics"
         )
-    else:
-        positive = data_mod.positive_index(raw.label_names, cfg.data.get("positive_label"))
-        choice.test = test_metrics(path, test, positive)
-        client.log_batch(
-            d.run_id,
-            metrics=[Metric(k, v, _now(), d.steps) for k, v in choice.test.items()],
-        )
-        from sweep.train.runner import dataset_name
-
-        tracker = tracking.Tracker(uri, experiment)
-        tracker.run_id = d.run_id
-        name = dataset_name(cfg.data)
-        tracker.log_datasets(tracking.dataset_records(raw, name, test)[-1:])
-    choice.model = log_model(uri, d.run_id, path, registry_name(experiment))
-    client.set_tag(d.run_id, "sweep.model", choice.model)
-    client.set_tag(d.run_id, "sweep.confirm.mean", repr(choice.winner.mean))
-    client.set_tag(d.run_id, "sweep.confirm.std", repr(choice.winner.std))
-    mark_winner(client, experiment_id, study_name, d.run_id)
-    shutil.rmtree(model_root, ignore_errors=True)
+        return
+    positive = data_mod.positive_index(raw.label_names, cfg.data.get("positive_label"))
+    choice.test = test_metrics(path, test, positive)
+    metrics = [Metric(k, v, _now(), d.steps) for k, v in choice.test.items()]
+    client.log_batch(d.run_id, metrics=metrics)
+    tracker = tracking.Tracker(uri, experiment)
+    tracker.run_id = d.run_id
+    tracker.log_datasets(tracking.dataset_records(raw, dataset_name(cfg.data), test)[-1:])
 
 
 def _now() -> int:

@@ -6,7 +6,8 @@ as parsed (distributions and conditions), the resolved config every trial starts
 fixed overrides shape; the searched keys left out, each trial sets them), the objective, and the
 sampler and pruner settings. What may change between runs of one sweep is left out: `n_trials`,
 `n_workers`, `n_jobs`, `timeout`, storage and tracking URIs (`tracking.*`), threads, logging and
-cache / checkpoint folders, the test split (`data.test_*`), confirmation, failure and heartbeat settings, `enqueue` (it only adds known configs).
+cache / checkpoint folders, the test split (`data.test_*`), confirmation, failure and heartbeat
+settings, `enqueue` (it only adds known configs).
 
 Its digest is stored on the study when the study is created (user attrs `sweep.identity` and
 `sweep.identity_doc`); the default study name carries its first 8 hex digits.

@@ -274,7 +274,8 @@ def description(name: str, s: Summary) -> str:
         )
         if ch.test:
             lines.append(
-                "On the test split: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(ch.test.items()))
+                "On the test split: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in sorted(ch.test.items()))
             )
         if ch.model:
             lines.append(f"Model: `{ch.model}` (alias `champion`).")

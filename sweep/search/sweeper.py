@@ -579,9 +579,7 @@ class SweepRunner:
             if run.reason:
                 print(("error: " if run.exit_code else "note: ") + run.reason, file=sys.stderr)
             return SweepResult(run.exit_code)  # the main worker summarises the sweep
-        summary = run.parent.finish(
-            status="FAILED" if run.exit_code else "FINISHED", choice=choice
-        )
+        summary = run.parent.finish(status="FAILED" if run.exit_code else "FINISHED", choice=choice)
         study_mod.write_results(run.study, run.sweep_dir, summary, run.direction)
         print(summary.table)
         if choice is not None:
@@ -632,9 +630,7 @@ class SweepRunner:
         done = cf.finished(tracker.client, tracker.experiment_id, run.parent.run_id, run.objective)
         jobs = [(c, s) for c in candidates for s in seeds if (c.run_id, s) not in done]
         with run.lock:  # an empty plan tells the helpers that there is nothing to confirm
-            run.study.set_user_attr(
-                PLAN, {"main": main, "jobs": [[c.number, s] for c, s in jobs]}
-            )
+            run.study.set_user_attr(PLAN, {"main": main, "jobs": [[c.number, s] for c, s in jobs]})
         if not ok:
             return None
         if not candidates:
@@ -653,6 +649,12 @@ class SweepRunner:
             done = cf.finished(
                 tracker.client, tracker.experiment_id, run.parent.run_id, run.objective
             )
+        return self._choose(run, candidates, seeds, done, root)
+
+    def _choose(self, run: _Run, candidates: list, seeds: list[int], done: dict, root: str):
+        """The winner from the finished confirmation runs; scored, registered and tagged."""
+        from sweep.search import confirm as cf
+
         choice = cf.choose(candidates, seeds, done, run.direction)
         if choice.missing:
             shown = ", ".join(f"trial {n} seed {s}" for n, s in choice.missing)
@@ -664,10 +666,13 @@ class SweepRunner:
             choice,
             uri=run.tracker_uri,
             experiment=run.base.tracking.experiment,
-            experiment_id=tracker.experiment_id,
+            experiment_id=run.parent.tracker.experiment_id,
             study_name=run.study_name,
             model_root=root,
-            config_of=lambda run_id: _logged_config(tracker.client, run_id, run.tracker_uri),
+            # the winner's config as its job composed it: its overrides and its seed
+            config_of=lambda run_id: self._job_config(
+                [*choice.winner.candidate.overrides, f"trainer.seed={choice.winner_run.seed}"]
+            ),
         )
         return choice
 
@@ -826,12 +831,3 @@ class SweepRunner:
         self.progress.trial_done(study, trial.number)
         if self.local:
             self.progress.others_done(study)
-
-
-def _logged_config(client, run_id: str, uri: str) -> DictConfig:
-    """A run's logged config.yaml as a config ready to run (what `reproduce` runs)."""
-    from sweep.cli import reproduce as rep
-
-    run = client.get_run(run_id)
-    cfg, _ = rep.prepare_config(rep.read_config_artifact(client, run, uri), uri)
-    return cfg

@@ -75,6 +75,10 @@ def as_texts(model_input) -> list[str]:
 class TextClassifierModel(mlflow.pyfunc.PythonModel):
     """pyfunc: `predict(DataFrame{text})` -> DataFrame{label, probabilities}."""
 
+    # the model is logged with an explicit signature; without this MLflow warns, as the class is
+    # defined, that predict has no type hints (with them it would convert every input first)
+    _skip_type_hint_validation = True
+
     def load_context(self, context):
         self.classifier = Classifier(context.artifacts["model"])
 

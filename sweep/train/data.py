@@ -605,7 +605,10 @@ def _load_hub(d: DictConfig) -> RawData:
     names, train_labels, val_labels = _hub_labels(feat, train_labels, val_labels, hub_id, val_split)
     if any(y is None or y < 0 for y in list(train_labels) + list(val_labels)):
         raise DataError(f"{hub_id}: unlabelled rows (label -1) in train or {val_split}")
-    origin = {"train": _origin("hugging_face", path=hub_id, split="train"), "validation": val_origin}
+    origin = {
+        "train": _origin("hugging_face", path=hub_id, split="train"),
+        "validation": val_origin,
+    }
     return _finish(
         (train_texts, list(train_labels)),
         (val_texts, list(val_labels)),
