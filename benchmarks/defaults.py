@@ -70,7 +70,7 @@ def bench_sweep(cwd: Path, data: str) -> dict:
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", *textsets.overrides(data)]
     wall, peak, out = run(cmd, cwd)
     experiment = textsets.experiment("minilm", data)
-    trials = [r for r in runs(cwd, experiment) if "mlflow.parentRunId" in r.data.tags]
+    trials = [r for r in runs(cwd, experiment) if "optuna.trial_number" in r.data.tags]
     states = [r.data.tags["optuna.state"] for r in trials]
     complete = [r for r in trials if r.data.tags["optuna.state"] == "COMPLETE"]
     best = max(complete, key=lambda r: r.data.metrics["eval_f1"])

@@ -82,6 +82,7 @@ def worker_args(a: argparse.Namespace, tracking_uri: str, storage: str) -> list[
         f"hydra.sweeper.storage={storage}",
         f"hydra.sweeper.study_name={STUDY}",
         f"hydra.sweeper.n_trials={a.trials}",
+        "hydra.sweeper.confirm.top_k=0",  # trials only: no confirmation stage
     ]
 
 

@@ -41,6 +41,7 @@ def peak_rss_mb(n_trials: int) -> tuple[float, float]:
             f"hydra.sweeper.n_trials={n_trials}",
             "hydra.sweeper.pruner=none",
             "hydra.sweeper.n_workers=1",  # every trial in this one process
+            "hydra.sweeper.confirm.top_k=0",  # trials only
             "data.max_train_samples=64",
             "data.max_eval_samples=32",
             "trainer.eval_every=4",

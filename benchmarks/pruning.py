@@ -116,6 +116,7 @@ def one_seed(a: argparse.Namespace, seed: int, search) -> dict:
             *textsets.overrides(a.data),
             *a.set,
             "hydra.sweeper.pruner=none",
+            "hydra.sweeper.confirm.top_k=0",  # trials only: no confirmation stage
             f"hydra.sweeper.seed={seed}",
             f"hydra.sweeper.n_trials={a.trials}",
             f"trainer.seed={seed}",

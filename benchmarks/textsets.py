@@ -28,6 +28,7 @@ def overrides(name: str) -> list[str]:
         "data=files",
         f"data.train_file={d / 'train.csv'}",
         f"data.validation_file={d / 'validation.csv'}",
+        f"data.test_file={d / 'test.csv'}",
         "data.text_column=text",
         "data.label_column=label",
     ]

@@ -348,3 +348,19 @@ def test_confirm_command_on_a_finished_sweep(workdir):
     bad = sweep_cli(["confirm", "--experiment", "no-such-experiment"], workdir)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_two_workers_of_one_study_confirm_it_once(workdir):
+    """A team sweep: two `python train.py -m` workers on one study; one of them confirms (the
+    other ends once the trials are done), so each run is made once and one model is registered."""
+    args = [*SWEEP, "hydra.sweeper.confirm.top_k=2", "hydra.sweeper.confirm.seeds=1"]
+    procs = [start_train(args, workdir, log=workdir / f"worker{i}.log") for i in range(2)]
+    for i, p in enumerate(procs):
+        assert p.wait(timeout=600) == 0, (workdir / f"worker{i}.log").read_text()[-3000:]
+    client = mlflow_client(workdir)
+    runs = _roles(runs_of(client, EXPERIMENT))
+    assert len(runs["parent"]) == 1 and len(runs["trial"]) == 4
+    assert len(runs["confirm"]) == 2
+    assert sorted(r.data.tags["sweep.confirm.seed"] for r in runs["confirm"]) == ["1042", "1042"]
+    assert sum(r.data.tags.get("sweep.winner") == "true" for r in runs["confirm"]) == 1
+    assert len(client.search_model_versions(f"name='{EXPERIMENT}'")) == 1

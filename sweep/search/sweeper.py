@@ -17,6 +17,7 @@ import copy
 import logging
 import math
 import os
+import socket
 import sys
 import threading
 import time
@@ -62,6 +63,7 @@ from sweep.train.runner import TrialContext, TrialOutcome, set_trial_context
 
 log = logging.getLogger(__name__)
 _ABSENT = object()
+LEADER = "sweep.confirm.leader"  # study user attr: {"pid", "host", "at"[, "done"]}
 PLAN = "sweep.confirm.plan"  # study user attr: {"main": pid, "jobs": [[trial, seed], ...]}
 CLAIM = "sweep.confirm.claim"  # + .<main pid>.<trial>-<seed>: the pid of the worker running it
 
@@ -625,6 +627,37 @@ class SweepRunner:
                 self._run_confirmations(run, jobs, root, main)
             return None
         ok = not run.exit_code and not run.reason  # the budget is met
+        leader = self._lead(run) if ok else None
+        if ok and leader is None:  # another worker of the study confirms it
+            ok = False
+        try:
+            return self._confirm_as_leader(run, ok, k, n_seeds, root, main)
+        finally:
+            if leader is not None:
+                leader.stop()
+
+    def _lead(self, run: _Run) -> _Leader | None:
+        """Become the study's one confirming worker, unless another live one is: with several
+        `python train.py -m` workers on one study (a team sweep), one confirms (with its local
+        helpers) and the others end. A leader is gone when its process on this host is, or
+        when it has not refreshed its claim for `grace_period` seconds."""
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "at": time.time()}
+        with run.lock:
+            held = internals.study_user_attrs(run.study).get(LEADER) or {}
+            if held and not held.get("done") and _alive(held, self.opts.grace_period):
+                print(
+                    f"note: confirmation is done by the worker pid {held.get('pid')} on "
+                    f"{held.get('host')}; this worker ends here",
+                    file=sys.stderr,
+                )
+                return None
+            run.study.set_user_attr(LEADER, me)
+        return _Leader(run.study, me, self.opts.heartbeat_interval)
+
+    def _confirm_as_leader(self, run: _Run, ok: bool, k: int, n_seeds: int, root: str, main: int):
+        from sweep.search import confirm as cf
+
+        tracker = run.parent.tracker
         candidates = cf.top_from_study(run.study, k, run.direction, run.fixed) if ok else []
         seeds = cf.seeds_for(run.base.trainer.seed, n_seeds)
         done = cf.finished(tracker.client, tracker.experiment_id, run.parent.run_id, run.objective)
@@ -831,3 +864,38 @@ class SweepRunner:
         self.progress.trial_done(study, trial.number)
         if self.local:
             self.progress.others_done(study)
+
+
+def _alive(held: dict, grace_period: float) -> bool:
+    """Whether the confirming worker `held` describes is still at work."""
+    if time.time() - float(held.get("at", 0)) > grace_period:
+        return False
+    if held.get("host") == socket.gethostname():
+        try:
+            os.kill(int(held["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, KeyError, ValueError):
+            pass
+    return True
+
+
+class _Leader:
+    """The confirming worker's claim on the study, refreshed from a thread until stop()."""
+
+    def __init__(self, study, me: dict, interval: float):
+        self.study, self.me = study, dict(me)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            with contextlib.suppress(Exception):
+                self.study.set_user_attr(LEADER, {**self.me, "at": time.time()})
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self.study.set_user_attr(LEADER, {**self.me, "at": time.time(), "done": True})
