@@ -24,6 +24,15 @@ read from conf/search/lr_schedule.yaml, the config `ours` runs):
 - `hf_tuned_bf16`: `hf_tuned` with `bf16=True`, what `ours` gets from `trainer.precision=auto` on
   a CPU with native bf16 (AVX512-BF16 / AMX). Not one of the issue's two baselines: it is there
   so the table shows how much of the difference is bf16 and how much the rest.
+- `ours_equal_time`: ours with the wall time `hf_default` took on the same seed (run first), and
+  with confirmation on (the default search's top 2 x 2 new seeds): `hydra.sweeper.timeout` is
+  that wall time less a confirmation allowance (`--confirm-allowance`, a share of it), the trial
+  budget unbounded; the winner is the confirmed one, scored on the test split. Against it,
+  `hf_default`'s best trial is trained again with its hyperparameters and scored on the same test
+  split; that retraining is timed apart (`retrain_s`) and NOT counted in `hf_default`'s wall time
+  (its search keeps no model, so a user would have to pay it: the comparison favours it).
+
+The `ours` arm measures the search alone: its confirmation stage is off (`confirm.top_k=0`).
 
 Data and sizes are those of the default sweep (generated reviews, 640 training / 200 evaluation
 samples, batch 8: 80 steps per trial). Arms run one after another in a rotating order per seed,
@@ -38,6 +47,7 @@ Prints one JSON line per (arm, seed), appended to benchmarks/results.jsonl, and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -54,7 +64,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import textsets  # noqa: E402  (benchmarks/textsets.py)
 
-ARMS = ("ours", "hf_default", "hf_tuned", "hf_tuned_bf16")
+ARMS = ("ours", "hf_default", "hf_tuned", "hf_tuned_bf16", "ours_equal_time")
 
 
 # --------------------------------------------------------------------------- the arms (children)
@@ -146,13 +156,17 @@ def arm_ours(a: argparse.Namespace, seed: int, wd: Path) -> dict:
     from sweep.search.study import open_storage
     from sweep.track import tracking
 
+    if a.timeout:  # ours_equal_time: the clock decides, then the confirmation stage
+        budget = ["hydra.sweeper.n_trials=10000", f"hydra.sweeper.timeout={a.timeout}"]
+    else:  # ours: the search alone, n trials
+        budget = [f"hydra.sweeper.n_trials={a.trials}", "hydra.sweeper.confirm.top_k=0"]
     cmd = [
         sys.executable,
         str(ROOT / "train.py"),
         "-m",
         *data_overrides(a),
         *sizing(a),
-        f"hydra.sweeper.n_trials={a.trials}",
+        *budget,
         f"hydra.sweeper.seed={seed}",
         f"trainer.seed={seed}",
         "tracking.experiment=bench",
@@ -177,11 +191,17 @@ def arm_ours(a: argparse.Namespace, seed: int, wd: Path) -> dict:
     study = optuna.load_study(study_name=name, storage=storage)
     client = tracking.client(f"sqlite:///{wd / 'mlflow.db'}")
     exp = client.get_experiment_by_name("bench")
-    perf = {}
-    for run in client.search_runs([exp.experiment_id]):
+    perf, winner = {}, {}
+    for run in client.search_runs([exp.experiment_id], max_results=5000):
         n = run.data.tags.get("optuna.trial_number")
         if n is not None:
             perf[int(n)] = {k: v for k, v in run.data.metrics.items() if k.startswith("perf.")}
+        if run.data.tags.get("sweep.winner") == "true":
+            winner = {
+                "winner_eval_f1": run.data.metrics.get("eval_f1"),
+                "test_f1": run.data.metrics.get("test_f1"),
+                "test_accuracy": run.data.metrics.get("test_accuracy"),
+            }
     trials = []
     for t in study.trials:
         seconds = (
@@ -198,7 +218,7 @@ def arm_ours(a: argparse.Namespace, seed: int, wd: Path) -> dict:
                 **perf.get(t.number, {}),
             }
         )
-    return summarize(trials, wall, peak_kb, "maximize")
+    return {**summarize(trials, wall, peak_kb, "maximize"), **winner}
 
 
 def arm_hf(a: argparse.Namespace, seed: int, wd: Path, tuned: bool, bf16: bool = False) -> dict:
@@ -308,7 +328,7 @@ def arm_hf(a: argparse.Namespace, seed: int, wd: Path, tuned: bool, bf16: bool =
         )
     else:
         extra["sampler"] = optuna.samplers.TPESampler(seed=seed)
-    trainer.hyperparameter_search(
+    best_run = trainer.hyperparameter_search(
         hp_space=hp_space,
         compute_objective=lambda metrics: metrics["eval_f1"],
         n_trials=a.trials,
@@ -327,12 +347,37 @@ def arm_hf(a: argparse.Namespace, seed: int, wd: Path, tuned: bool, bf16: bool =
         trials.append(
             {"state": t.state.name, "value": t.value, "seconds": seconds, **span_of(t), **p}
         )
-    return summarize(trials, wall, peak_kb, "maximize")
+    result = summarize(trials, wall, peak_kb, "maximize")
+    test = data_mod.load_test(cfg.data, raw.label_names) if a.test else None
+    if test is not None:  # its best trial again, scored on the test split (timed apart)
+        t0 = time.perf_counter()
+        space = hp_space(optuna.trial.FixedTrial(best_run.hyperparameters))
+        again = Trainer(
+            model_init=model_init,
+            args=dataclasses.replace(args, **space),
+            train_dataset=train,
+            eval_dataset=evals,
+            processing_class=tokenizer,
+            compute_metrics=compute_metrics,
+        )
+        again.train()
+        ev = again.evaluate()
+        tests = test.data.map(tokenize, batched=True).rename_column("label", "labels")
+        scored = again.evaluate(tests, metric_key_prefix="test")
+        result.update(
+            {
+                "winner_eval_f1": ev["eval_f1"],
+                "test_f1": scored["test_f1"],
+                "test_accuracy": scored["test_accuracy"],
+                "retrain_s": round(time.perf_counter() - t0, 1),
+            }
+        )
+    return result
 
 
 def run_arm(a: argparse.Namespace) -> None:
     wd = Path(a.workdir)
-    if a.arm == "ours":
+    if a.arm.startswith("ours"):
         result = arm_ours(a, a.seed, wd)
     else:
         tuned = a.arm.startswith("hf_tuned")
@@ -343,7 +388,7 @@ def run_arm(a: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- the driver
 
 
-def child(a: argparse.Namespace, arm: str, seed: int) -> dict:
+def child(a: argparse.Namespace, arm: str, seed: int, timeout: float | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"bench-{arm}-") as tmp:
         cmd = [sys.executable, __file__, "--arm", arm, "--seed", str(seed), "--workdir", tmp]
         cmd += [
@@ -352,6 +397,10 @@ def child(a: argparse.Namespace, arm: str, seed: int) -> dict:
             "--eval-every", str(a.eval_every), "--data", a.data,
         ]  # fmt: skip
         cmd += [f"--set={o}" for o in a.set]
+        if timeout:
+            cmd += ["--timeout", str(timeout)]
+        if a.test:
+            cmd += ["--test"]
         if a.data == "files":
             cmd += ["--train-file", str(Path(a.train_file).resolve())]
             cmd += ["--text-column", a.text_column, "--label-column", a.label_column]
@@ -390,31 +439,62 @@ def table(results: list[dict]) -> str:
         ("time outside trials (s)", "outside_trials_s"),
         ("time in evaluation (s)", "eval_seconds"),
         ("peak RSS (MB)", "peak_rss_mb"),
+        ("winner's eval_f1 (confirmed / hf: best trial)", "winner_eval_f1"),
+        ("test_f1 of the winner", "test_f1"),
+        ("test_accuracy of the winner", "test_accuracy"),
+        ("hf: retraining its best trial (s, not in wall time)", "retrain_s"),
     ]
     arms = [arm for arm in ARMS if any(r["arm"] == arm for r in results)]
     out = ["| | " + " | ".join(arms) + " |", "|---" * (len(arms) + 1) + "|"]
     for label, key in rows:
-        cells = [mean_sd([r[key] for r in results if r["arm"] == arm]) for arm in arms]
+        cells = [mean_sd([r.get(key) for r in results if r["arm"] == arm]) for arm in arms]
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     walls = {arm: statistics.mean(r["wall_s"] for r in results if r["arm"] == arm) for arm in arms}
     if "ours" in walls:
-        for base in ARMS[1:]:
+        for base in ARMS[1:4]:
             if base in walls:
                 out.append(f"\nwall time ours / {base}: {walls['ours'] / walls[base]:.2f}")
                 out.append(f"best eval_f1 ours - {base}: {paired_diff(results, base)}")
+    if "ours_equal_time" in walls and "hf_default" in walls:
+        ratio = walls["ours_equal_time"] / walls["hf_default"]
+        out.append(f"\nwall time ours_equal_time / hf_default: {ratio:.2f}")
+        for key in ("test_f1", "winner_eval_f1"):
+            diff = paired_diff(results, "hf_default", "ours_equal_time", key)
+            out.append(f"{key} ours_equal_time - hf_default: {diff}")
+        out.append(per_seed(results))
     return "\n".join(out)
 
 
-def paired_diff(results: list[dict], base: str) -> str:
-    """Mean over seeds of (ours - base) in best objective, with its 95% confidence interval
+def per_seed(results: list[dict]) -> str:
+    """Every seed of the equal-wall-time comparison, side by side."""
+    by = {(r["arm"], r["seed"]): r for r in results}
+    rows = [
+        "\n| seed | hf wall (s) | ours wall (s) | hf test_f1 | ours test_f1 | difference |",
+        "|---|---|---|---|---|---|",
+    ]
+    for seed in sorted({r["seed"] for r in results}):
+        h, o = by.get(("hf_default", seed)), by.get(("ours_equal_time", seed))
+        if not (h and o and h.get("test_f1") is not None and o.get("test_f1") is not None):
+            continue
+        rows.append(
+            f"| {seed} | {h['wall_s']} | {o['wall_s']} | {h['test_f1']:.4f} | "
+            f"{o['test_f1']:.4f} | {o['test_f1'] - h['test_f1']:+.4f} |"
+        )
+    return "\n".join(rows)
+
+
+def paired_diff(
+    results: list[dict], base: str, arm: str = "ours", key: str = "best_objective"
+) -> str:
+    """Mean over seeds of (arm - base) in `key`, with its 95% confidence interval
     (benchmarks/paired.py); each seed's two arms ran the same sampler seed on the same data."""
     from paired import paired
 
-    by = {(r["arm"], r["seed"]): r["best_objective"] for r in results}
-    seeds = sorted(s for s in {r["seed"] for r in results} if ("ours", s) in by and (base, s) in by)
+    by = {(r["arm"], r["seed"]): r.get(key) for r in results if r.get(key) is not None}
+    seeds = sorted(s for s in {r["seed"] for r in results} if (arm, s) in by and (base, s) in by)
     if not seeds:
         return "-"
-    mean, lo, hi = paired([by[(base, s)] for s in seeds], [by[("ours", s)] for s in seeds])
+    mean, lo, hi = paired([by[(base, s)] for s in seeds], [by[(arm, s)] for s in seeds])
     if len(seeds) < 2:
         return f"{mean:+.4f} (1 seed)"
     return f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}] over {len(seeds)} seeds"
@@ -442,6 +522,20 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="an override for our arm (repeatable), e.g. hydra.sweeper.n_startup_trials=8",
     )
+    ap.add_argument(
+        "--test",
+        action="store_true",
+        help="score each arm's winner on the data's test split (hf arms: their best trial "
+        "trained again); implied by the arm ours_equal_time",
+    )
+    ap.add_argument(
+        "--confirm-allowance",
+        type=float,
+        default=0.25,
+        help="ours_equal_time: the share of hf_default's wall time left for ours' confirmation "
+        "stage after its search's timeout (default 0.25)",
+    )
+    ap.add_argument("--timeout", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -452,11 +546,23 @@ def main() -> None:
         run_arm(a)
         return
 
+    if "ours_equal_time" in a.arms:
+        a.test = True
+        if "hf_default" not in a.arms:
+            ap.error("the arm ours_equal_time needs hf_default (it gets its wall time)")
     results = []
     for i, seed in enumerate(a.seeds):
-        order = a.arms[i % len(a.arms) :] + a.arms[: i % len(a.arms)]  # alternate who goes first
+        arms = [x for x in a.arms if x != "ours_equal_time"]
+        order = arms[i % len(arms) :] + arms[: i % len(arms)]  # alternate who goes first
+        if "ours_equal_time" in a.arms:  # after hf_default, whose wall time it gets
+            order.append("ours_equal_time")
+        walls = {}
         for arm in order:
-            r = child(a, arm, seed)
+            timeout = None
+            if arm == "ours_equal_time":
+                timeout = round(walls["hf_default"] * (1 - a.confirm_allowance), 1)
+            r = child(a, arm, seed, timeout)
+            walls[arm] = r["wall_s"]
             line = {
                 "benchmark": "hpsearch",
                 "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -466,6 +572,7 @@ def main() -> None:
                 "n_trials": a.trials,
                 "data": a.data,
                 "set": a.set,
+                "timeout_s": timeout,
                 **r,
             }
             print(json.dumps(line), flush=True)
