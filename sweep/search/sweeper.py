@@ -626,7 +626,9 @@ class SweepRunner:
             if jobs:
                 self._run_confirmations(run, jobs, root, main)
             return None
-        ok = not run.exit_code and not run.reason  # the budget is met
+        # the budget is met, or the timeout ended the search: confirm what it found (not after
+        # the failure limit)
+        ok = not run.exit_code
         leader = self._lead(run) if ok else None
         if ok and leader is None:  # another worker of the study confirms it
             ok = False
