@@ -161,6 +161,11 @@ def test_reproduce_single_run_by_id_warns_about_drift(workdir):
     client.set_tag(run_id, "sweep.version.transformers", "0.0.1")
     client.set_tag(run_id, "sweep.git_commit", "deadbeef")
     client.set_tag(run_id, "sweep.data_fingerprint", "abc")
+    # and MLflow's own field: a train dataset input with another digest
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    tampered = Dataset("synthetic", "def0123", "code", "{}")
+    client.log_inputs(run_id, [DatasetInput(tampered, [InputTag("mlflow.data.context", "train")])])
 
     from importlib import metadata
 
@@ -177,6 +182,11 @@ def test_reproduce_single_run_by_id_warns_about_drift(workdir):
     if "sweep.git_commit" in current:
         assert f"git commit deadbeef -> {current['sweep.git_commit']}" in err
     assert f"data fingerprint changed (abc -> {orig.data.tags['sweep.data_fingerprint']})" in err
+    from sweep.cli.reproduce import logged_digests
+
+    train_digest = dict(logged_digests(orig))["train"]
+    assert f"train data changed (MLflow dataset digest def0123 -> {train_digest})" in err
+    assert "validation data changed" not in err  # its digest is the same
 
     copies = [x for x in runs_of(client, "tiny-synthetic") if x.info.run_id != run_id]
     assert len(copies) == 1

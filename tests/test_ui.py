@@ -4,9 +4,10 @@ headless Chromium (Playwright driving Debian's /usr/bin/chromium).
 .venv/bin/python -m pytest tests/test_ui.py                 # everything (~2 min on 2 cores)
 .venv/bin/python -m pytest tests/test_ui.py -m "not browser" # without Chromium
 
-The browser test saves its screenshot to docs/mlflow-ui.png (the README shows it) and to the
-test's tmp dir. Without /usr/bin/chromium (`apt-get install chromium`) it is skipped, or fails
-when `CI` is set.
+The sweep is confirmed (its best trial again with one new seed): the browser test checks the
+winner's Dataset and Models cells. It saves its screenshots to the test's tmp dir (the README's
+pictures come from the default MiniLM sweep: docs/screenshots.py). Without /usr/bin/chromium
+(`apt-get install chromium`) it is skipped, or fails when `CI` is set.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, mlflow_client, run_train, runs_of, sweep_cli, sweep_study
+from conftest import TINY, mlflow_client, run_train, runs_of, sweep_cli, sweep_study
 from services import unavailable
 
 from sweep.cli import ui
@@ -34,19 +35,11 @@ SWEEP = [
     "data.max_eval_samples=64",
     "hydra.sweeper.heartbeat_interval=1",
     f"hydra.sweeper.n_trials={N_TRIALS}",
+    "hydra.sweeper.confirm.top_k=1",
+    "hydra.sweeper.confirm.seeds=1",
+    "data.test_size=32",
 ]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOT = ROOT / "docs" / "mlflow-ui.png"
+CHROMIUM, CHROMIUM_ARGS = ui.CHROMIUM, ui.CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="module")
@@ -307,9 +300,10 @@ def test_mlflow_ui_shows_the_sweep_in_chromium(swept, tmp_path):
     client = mlflow_client(swept)
     runs = runs_of(client, EXPERIMENT)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(children) == N_TRIALS
+    assert len(children) == N_TRIALS + 1  # the trials and one confirmation run
     names = sorted(r.info.run_name for r in children)
     best = next(r for r in children if r.data.tags.get("optuna.best") == "true")
+    winner = next(r for r in children if r.data.tags.get("sweep.winner") == "true")
 
     uri = f"sqlite:///{swept / 'mlflow.db'}"
     with (
@@ -328,25 +322,32 @@ def test_mlflow_ui_shows_the_sweep_in_chromium(swept, tmp_path):
                 timeout=120_000,
             )
             page.get_by_text("sweep tiny-synthetic").first.wait_for(timeout=120_000)
-            close_assistant(page)
-            expand_parent(page, "sweep tiny-synthetic")
+            ui.close_assistant(page)
+            ui.expand_parent(page, "sweep tiny-synthetic")
             for name in names:
                 page.get_by_text(name).first.wait_for(timeout=30_000)
-            show_columns(page, ["eval_f1", "eval_accuracy", "optimizer.lr", "scheduler.name"])
+            ui.show_columns(page, ["eval_f1", "eval_accuracy", "optimizer.lr", "scheduler.name"])
             text = page.inner_text("body")
             assert "sweep tiny-synthetic" in text
             for name in names:
                 assert name in text
-                assert re.match(r"trial-\d+ tiny lr=", name)
+                assert re.match(r"(trial-\d+|confirm trial-\d+ seed=\d+) tiny lr=", name)
             assert f"{len(runs)} matching runs" in text
             headers = page.locator("[role=columnheader]").all_inner_texts()
             assert "eval_f1" in headers and "optimizer.lr" in headers
             # one eval_f1 cell per trial row, holding the value MLflow has
             f1_cells = page.locator("[role=gridcell][col-id*='eval_f1']").all_inner_texts()
-            assert len([c for c in f1_cells if c.strip() not in ("", "-")]) == N_TRIALS
+            # (the trials, the confirmation run, and the parent, which carries the winner's)
+            assert len([c for c in f1_cells if c.strip() not in ("", "-")]) == N_TRIALS + 2
+            # the winner's row: its data sets under Dataset, its model under Models
+            cells = ui.row_cells(page, winner.info.run_name)
+            # (the cell shows a data set's name and digest with its split: Train, Validation,
+            # Test; and the registered model's name and version)
+            assert "synthetic (" in cells.get("Dataset", ""), cells
+            assert "Test" in cells["Dataset"] and "Train" in cells["Dataset"], cells
+            assert EXPERIMENT in cells.get("Models", "") and "v1" in cells["Models"], cells
+            assert cells.get("Source") == "train.py", cells
             page.screenshot(path=str(tmp_path / "mlflow-ui.png"))
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            shutil.copy(tmp_path / "mlflow-ui.png", SCREENSHOT)
 
             # the best trial's own page (a click on its name) lists its metrics
             page.get_by_role("link", name=best.info.run_name).first.click()
@@ -358,28 +359,3 @@ def test_mlflow_ui_shows_the_sweep_in_chromium(swept, tmp_path):
         finally:
             browser.close()
     assert server.proc.poll() is not None  # stopped with its workers
-
-
-def close_assistant(page) -> None:
-    """MLflow 3.17 opens its assistant panel beside the runs table; close it when present."""
-    close = page.get_by_role("button", name="Close", exact=True)
-    if close.count():
-        close.first.click()
-
-
-def expand_parent(page, run_name: str) -> None:
-    """MLflow nests child runs under their parent: click the parent row's expander."""
-    cell = page.locator("[role=gridcell][col-id='attributes.`Run Name`']", has_text=run_name).first
-    cell.locator("button").first.click()
-
-
-def show_columns(page, columns: list[str]) -> None:
-    """Add metric / param columns to the runs table through its Columns selector."""
-    page.get_by_role("button", name="Columns", exact=True).click()
-    search = page.get_by_placeholder("Search columns")
-    tree = page.locator("[data-testid=column-selector-tree]")
-    for col in columns:
-        search.fill(col)
-        tree.get_by_text(col, exact=True).first.click()
-    page.keyboard.press("Escape")
-    page.locator("[role=columnheader]", has_text=columns[-1]).first.wait_for(timeout=30_000)

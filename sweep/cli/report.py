@@ -55,6 +55,8 @@ class Sweep:
     best: dict[str, Any] | None = None
     importances: dict[str, float] = field(default_factory=dict)
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+    # the confirmation stage: one row per confirmed configuration, best mean first
+    confirmed: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def param_keys(self) -> list[str]:
@@ -100,13 +102,16 @@ def find_parent(client, exp, study: str | None = None):
     return parents[0], notes
 
 
-def child_runs(client, exp, parent) -> list:
+def child_runs(client, exp, parent) -> tuple[list, list]:
+    """The parent's active child runs: (trials, confirmation runs)."""
     runs = client.search_runs(
         [exp.experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
         max_results=5000,
     )
-    return [r for r in runs if r.info.lifecycle_stage == "active"]
+    runs = [r for r in runs if r.info.lifecycle_stage == "active"]
+    confirms = [r for r in runs if r.data.tags.get("sweep.role") == "confirm"]
+    return [r for r in runs if r.data.tags.get("sweep.role") != "confirm"], confirms
 
 
 def _number(run) -> int:
@@ -322,6 +327,7 @@ def collect(
 ) -> Sweep:
     from sweep.cli.reproduce import get_experiment, open_store
     from sweep.search import study as study_mod
+    from sweep.search.confirm import confirmed_rows
 
     uri = resolve_uri(tracking_uri, option="--tracking-uri")
     client = open_store(uri)
@@ -331,7 +337,7 @@ def collect(
     name = ptags.get("optuna.study", study or experiment)
     objective = pparams.get("sweeper.objective", "eval_f1")
     direction = pparams.get("sweeper.direction") or metrics.direction(objective)
-    children = child_runs(client, exp, parent)
+    children, confirms = child_runs(client, exp, parent)
 
     sweep = Sweep(
         experiment=experiment,
@@ -367,11 +373,16 @@ def collect(
         sweep.rows = rows_from_mlflow(children, parent, objective)
         sweep.best = best_from_rows(sweep.rows, children, direction)
         sweep.importances = importances(study_from_rows(sweep.rows, parent, direction))
-    names = {r.info.run_id: r.info.run_name for r in children}
-    for r in sweep.rows:
-        r["run_name"] = names.get(r.get("run_id"), "")
+    _name_rows(sweep.rows, children)
     sweep.curves = curves(client, children, objective)
+    sweep.confirmed = confirmed_rows(confirms, objective, sweep.direction)
     return sweep
+
+
+def _name_rows(rows: list[dict[str, Any]], children: list) -> None:
+    names = {r.info.run_id: r.info.run_name for r in children}
+    for r in rows:
+        r["run_name"] = names.get(r.get("run_id"), "")
 
 
 def best_from_rows(rows: list[dict[str, Any]], children: list, direction: str) -> dict | None:
@@ -595,6 +606,50 @@ def summary_html(sweep: Sweep) -> str:
     return "\n".join(parts)
 
 
+def confirmation_html(sweep: Sweep) -> str:
+    """The confirmation stage: mean +- std over the new seeds per configuration, the winner."""
+    if not sweep.confirmed:
+        return (
+            "<p>Not confirmed: <code>python -m sweep confirm --experiment "
+            f"{_e(sweep.experiment)}</code> re-runs the best configurations with new seeds and "
+            "chooses, tests and registers a winner.</p>"
+        )
+    values = {r["number"]: r.get("value") for r in sweep.rows}
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("trial", "search value", "mean", "std", "seeds", "values", "winner")
+    )
+    body = []
+    for r in sweep.confirmed:
+        each = ", ".join(
+            f"{fmt(v)} (seed {s})" for v, s in zip(r["values"], r["seeds"], strict=True)
+        )
+        cells = [
+            r["trial"],
+            fmt(values.get(r["trial"])),
+            fmt(r["mean"]),
+            fmt(r["std"]),
+            len(r["seeds"]),
+            each,
+            "winner" if r["winner"] else "",
+        ]
+        cls = ' class="best"' if r["winner"] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    out = [f'<table id="confirmed"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>']
+    out.append("</table>")
+    win = next((r for r in sweep.confirmed if r["winner"]), None)
+    if win:
+        test = ", ".join(f"{_e(k)} <strong>{_e(fmt(v))}</strong>" for k, v in win["test"].items())
+        out.append(
+            f"<p>Winner: trial <strong>{_e(win['trial'])}</strong>, mean {_e(sweep.objective)} "
+            f"<strong>{_e(fmt(win['mean']))}</strong> &plusmn; {_e(fmt(win['std']))} over "
+            f"{len(win['seeds'])} new seeds; run <code>{_e(win['winner'])}</code>. "
+            f"On the test split: {test or 'no test split'}. Model <code>{_e(win['model'])}</code>"
+            " (alias <code>champion</code>).</p>"
+        )
+    return "\n".join(out)
+
+
 def table_html(sweep: Sweep) -> str:
     pkeys = sweep.param_keys
     cols = [("#", "number"), ("state", "state"), (sweep.objective, "value")]
@@ -664,6 +719,8 @@ Built from: {_e(sweep.source)}. Generated {when}.</p>
 {notes}
 <h2 id="summary">Summary</h2>
 {summary_html(sweep)}
+<h2 id="confirmation">Confirmation</h2>
+{confirmation_html(sweep)}
 <h2 id="plots">Plots</h2>
 {"".join(plot_parts)}
 <h2 id="trial-table">Trials</h2>

@@ -232,6 +232,18 @@ def environment_drift(logged: Mapping[str, str], current: Mapping[str, str]) -> 
     return lines
 
 
+def logged_digests(run) -> list[tuple[str, str]]:
+    """(split, digest) of each of the run's MLflow dataset inputs (the Dataset column; the split
+    is the input's tag mlflow.data.context)."""
+    out = []
+    inputs = getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []
+    for i in inputs:
+        split = next((t.value for t in i.tags if t.key == "mlflow.data.context"), None)
+        if split:
+            out.append((split, i.dataset.digest))
+    return sorted(out)
+
+
 def data_drift(logged: str | None, current: str | None) -> str | None:
     if logged and current and logged != current:
         return f"data fingerprint changed ({logged} -> {current})"
@@ -531,6 +543,28 @@ def show_best(
     return 0
 
 
+def _show_confirmed(client, parent, out: Printer) -> None:
+    """Mean +- std over the new seeds of every confirmed configuration, best first."""
+    from sweep.search.confirm import ROLE, confirmed_rows
+
+    confirms = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=(
+            f"tags.`sweep.role` = '{ROLE}' and tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+        ),
+        max_results=5000,
+    )
+    objective = parent.data.params.get("sweeper.objective", "eval_f1")
+    direction = parent.data.params.get("sweeper.direction", "maximize")
+    out("confirmed:  (mean +- std of " + objective + " over new training seeds)")
+    for r in confirmed_rows(confirms, objective, direction):
+        mark = "  <- winner" if r["winner"] else ""
+        out(
+            f"  trial {r['trial']}: {r['mean']:.4f} +- {r['std']:.4f} over "
+            f"{len(r['seeds'])} seeds{mark}"
+        )
+
+
 def _show_winner(client, parent, out: Printer) -> None:
     """The sweep's confirmed winner (sweep/search/confirm.py), when it has one."""
     tags = parent.data.tags if parent is not None else {}
@@ -546,6 +580,7 @@ def _show_winner(client, parent, out: Printer) -> None:
         run = client.get_run(winner_id)
     except Exception:  # noqa: BLE001 - a deleted winner run
         return
+    _show_confirmed(client, parent, out)
     m = run.data.metrics
     out(
         f"winner:     {winner_id}  trial {tags.get('sweep.winner_trial')} seed "
@@ -655,21 +690,28 @@ def _warn_about_original(run, warn: Printer) -> None:
         warn(f"the original run ended as {run.info.status}")
 
 
-def _environment_drift(tags: Mapping[str, str], cfg: DictConfig, warn: Printer) -> list[str]:
-    """Warn about, and return, every difference from the logged environment and data."""
+def _environment_drift(run, cfg: DictConfig, warn: Printer) -> list[str]:
+    """Warn about, and return, every difference from the logged environment and data: the data
+    with the run's fingerprint tag, and split by split with the digests of its MLflow dataset
+    inputs (runs from before 2026-12 have none)."""
     from sweep.track.tracking import environment_tags
 
+    tags = run.data.tags
     drift = environment_drift(tags, environment_tags())
-    current_fp = None
+    raw = None
     try:
         from sweep.train.data import load_raw
 
-        current_fp = load_raw(cfg.data).fingerprint
+        raw = load_raw(cfg.data)
     except Exception as e:  # noqa: BLE001 - the run itself will say what is wrong with the data
         warn(f"could not compute the current data fingerprint ({str(e).strip()[:200]})")
-    d = data_drift(tags.get("sweep.data_fingerprint"), current_fp)
+    d = data_drift(tags.get("sweep.data_fingerprint"), raw.fingerprint if raw else None)
     if d:
         drift.append(d)
+    for split, digest in logged_digests(run):
+        now = raw.digests.get(split) if raw is not None else None
+        if split != "test" and now and now != digest:
+            drift.append(f"{split} data changed (MLflow dataset digest {digest} -> {now})")
     for line in drift:
         warn(line)
     if tags.get("sweep.git_dirty") == "true":
@@ -734,7 +776,7 @@ def reproduce(
     for note in notes:
         out(f"note: {note}")
     _warn_about_original(run, warn)
-    drift = _environment_drift(run.data.tags, cfg, warn)
+    drift = _environment_drift(run, cfg, warn)
     outcome = _run_again(cfg, run, notes, drift, uri, out)
     _check_metrics(run, outcome, atol, out, warn)
     return 0

@@ -301,3 +301,63 @@ def serve(
             signal.signal(sig, handler)
         if server is not None and server.proc.poll() is None:
             server.stop()
+
+
+# --------------------------------------------------------------------------- driving the page
+# Helpers for a Playwright page on the MLflow 3.17 runs table, shared by tests/test_ui.py and
+# docs/screenshots.py (they take the page object; Playwright itself is a dev dependency).
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RUN_NAME_COLUMN = "attributes.`Run Name`"
+
+
+def close_assistant(page) -> None:
+    """MLflow 3.17 opens its assistant panel beside the runs table; close it when present."""
+    close = page.get_by_role("button", name="Close", exact=True)
+    if close.count():
+        close.first.click()
+
+
+def expand_parent(page, run_name: str) -> None:
+    """MLflow nests child runs under their parent: click the parent row's expander."""
+    cell = page.locator(f"[role=gridcell][col-id='{RUN_NAME_COLUMN}']", has_text=run_name).first
+    cell.locator("button").first.click()
+
+
+def show_columns(page, columns: list[str]) -> None:
+    """Add metric / param columns to the runs table through its Columns selector."""
+    page.get_by_role("button", name="Columns", exact=True).click()
+    search = page.get_by_placeholder("Search columns")
+    tree = page.locator("[data-testid=column-selector-tree]")
+    for col in columns:
+        search.fill(col)
+        tree.get_by_text(col, exact=True).first.click()
+    page.keyboard.press("Escape")
+    page.locator("[role=columnheader]", has_text=columns[-1]).first.wait_for(timeout=30_000)
+
+
+def row_cells(page, run_name: str) -> dict[str, str]:
+    """The runs-table row of `run_name`: column header -> cell text. The table renders its
+    pinned and scrolling columns as separate row elements, matched here by their row index."""
+    cell = page.locator(f"[role=gridcell][col-id='{RUN_NAME_COLUMN}']", has_text=run_name).first
+    index = cell.locator("xpath=ancestor::*[@role='row'][1]").get_attribute("row-index")
+    headers = {
+        h.get_attribute("col-id"): h.inner_text().strip()
+        for h in page.locator("[role=columnheader]").all()
+    }
+    out = {}
+    for row in page.locator(f"[role=row][row-index='{index}']").all():
+        for c in row.locator("[role=gridcell]").all():
+            col = c.get_attribute("col-id")
+            out[headers.get(col) or col] = c.inner_text().strip()
+    return out

@@ -273,10 +273,13 @@ def choose(candidates: list[Candidate], seeds: list[int], done: dict, direction:
         rows.append(Confirmed(c, runs, mean, std))
     rows.sort(key=lambda r: (key(r.mean), key(r.candidate.value), r.candidate.number))
     winner = rows[0] if rows and not missing and math.isfinite(rows[0].mean) else None
+    notes = []
+    if rows and not missing and winner is None:
+        notes.append("every confirmed configuration diverged on some seed: no winner chosen")
     winner_run = None
     if winner is not None:
         winner_run = sorted(winner.runs, key=lambda d: (key(d.value), d.seed))[0]
-    return Choice(rows, winner, winner_run, missing)
+    return Choice(rows, winner, winner_run, missing, notes=notes)
 
 
 # --------------------------------------------------------------------------- the winner
@@ -435,3 +438,56 @@ def _train_again(cfg, path: str) -> None:
     from sweep.train import loop
 
     loop.run_training(cfg, save_to=path)
+
+
+# --------------------------------------------------------------------------- reading it back
+
+
+def confirmed_rows(confirms: list, objective: str, direction: str) -> list[dict[str, Any]]:
+    """Per confirmed configuration: its trial, the values over its new seeds, their mean and
+    standard deviation, and (on the winner's row) the winner run, its test metrics and model."""
+    groups: dict[str, list] = {}
+    for r in confirms:
+        if r.info.status == "FINISHED":
+            groups.setdefault(r.data.tags.get("sweep.confirms", ""), []).append(r)
+    rows = []
+    for trial_run, runs in groups.items():
+        runs.sort(key=lambda r: int(r.data.tags.get("sweep.confirm.seed", 0)))
+        values = [_as_float(r.data.tags.get(f"sweep.objective.{objective}")) for r in runs]
+        ok = [v for v in values if _finite(v)]
+        won = [r for r in runs if r.data.tags.get("sweep.winner") == "true"]
+        row = {
+            "trial": _int(runs[0].data.tags.get("sweep.confirm.trial", "-1")),
+            "trial_run_id": trial_run,
+            "seeds": [int(r.data.tags.get("sweep.confirm.seed", 0)) for r in runs],
+            "values": values,
+            "mean": statistics.fmean(ok) if len(ok) == len(values) else float("nan"),
+            "std": statistics.stdev(ok) if len(ok) == len(values) > 1 else 0.0,
+            "winner": won[0].info.run_id if won else None,
+        }
+        if won:
+            m = won[0].data.metrics
+            row["test"] = {k: m[k] for k in ("test_loss", "test_accuracy", "test_f1") if k in m}
+            row["model"] = won[0].data.tags.get("sweep.model", "")
+        rows.append(row)
+    sign = -1 if direction == "maximize" else 1
+    rows.sort(key=lambda r: sign * r["mean"] if _finite(r["mean"]) else float("inf"))
+    return rows
+
+
+def _as_float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _int(v: Any) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and math.isfinite(v)

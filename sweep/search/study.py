@@ -660,4 +660,17 @@ def write_results(study: optuna.Study, sweep_dir: Path, summary, direction: str)
         "best_run_id": best.user_attrs.get(RUN_ID) if best else None,
         "counts": summary.counts if summary else {},
     }
+    choice = getattr(summary, "confirm", None)
+    if choice is not None and choice.winner is not None:
+        w = choice.winner
+        data["winner"] = {
+            "trial": w.candidate.number,
+            "params": dict(w.candidate.params),
+            "mean": w.mean,
+            "std": w.std,
+            "seeds": [d.seed for d in w.runs],
+            "run_id": choice.winner_run.run_id,
+            "test": dict(choice.test),
+            "model": choice.model,
+        }
     OmegaConf.save(OmegaConf.create(data), sweep_dir / "optimization_results.yaml")
