@@ -75,6 +75,7 @@ SWEEP = [
     "hydra.sweeper.sampler=random",
     "hydra.sweeper.pruner=none",  # every trial runs to its end: its objective is comparable
     "hydra.sweeper.n_workers=1",
+    "hydra.sweeper.confirm.top_k=0",  # the three trials alone (tests/test_confirm.py: the rest)
 ]
 
 
