@@ -44,6 +44,7 @@ from typing import Any
 
 from sweep.core import trial_env
 from sweep.core.errors import UserError
+from sweep.core.metrics import finite
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class ConfirmContext:
 
     @property
     def save_dir(self) -> str:
-        return os.path.join(self.model_dir, f"{self.trial}-seed{self.seed}")
+        return saved_model(self.model_dir, self.trial, self.seed)
 
     def tags(self) -> dict[str, str]:
         return {
@@ -107,6 +108,11 @@ class ConfirmContext:
 def seeds_for(trial_seed: int, n: int) -> list[int]:
     """`n` training seeds for confirmation, none of them the seed the trials trained with."""
     return [int(trial_seed) + 1000 + i for i in range(n)]
+
+
+def saved_model(root: str, trial: int, seed: int) -> str:
+    """The folder where the confirmation run of (trial, seed) leaves its model."""
+    return os.path.join(root, f"{trial}-seed{seed}")
 
 
 def model_dir(root: str | Path, study_name: str) -> str:
@@ -142,10 +148,6 @@ class Done:
     run_id: str
     value: float
     steps: int
-
-
-def _better(direction: str) -> Callable[[float, float], bool]:
-    return (lambda a, b: a > b) if direction == "maximize" else (lambda a, b: a < b)
 
 
 def rank_key(direction: str) -> Callable[[float], float]:
@@ -385,7 +387,7 @@ def finalize(
         return
     cfg = config_of(run.info.run_id)
     d = choice.winner_run
-    path = os.path.join(model_root, f"{choice.winner.candidate.number}-seed{d.seed}")
+    path = saved_model(model_root, choice.winner.candidate.number, d.seed)
     if not os.path.isfile(os.path.join(path, "serving.json")):
         choice.notes.append(
             f"the winner's model was not found in {path} (its run was on another machine, or "
@@ -454,7 +456,7 @@ def confirmed_rows(confirms: list, objective: str, direction: str) -> list[dict[
     for trial_run, runs in groups.items():
         runs.sort(key=lambda r: int(r.data.tags.get("sweep.confirm.seed", 0)))
         values = [_as_float(r.data.tags.get(f"sweep.objective.{objective}")) for r in runs]
-        ok = [v for v in values if _finite(v)]
+        ok = [v for v in values if finite(v)]
         won = [r for r in runs if r.data.tags.get("sweep.winner") == "true"]
         row = {
             "trial": _int(runs[0].data.tags.get("sweep.confirm.trial", "-1")),
@@ -471,7 +473,7 @@ def confirmed_rows(confirms: list, objective: str, direction: str) -> list[dict[
             row["model"] = won[0].data.tags.get("sweep.model", "")
         rows.append(row)
     sign = -1 if direction == "maximize" else 1
-    rows.sort(key=lambda r: sign * r["mean"] if _finite(r["mean"]) else float("inf"))
+    rows.sort(key=lambda r: sign * r["mean"] if finite(r["mean"]) else float("inf"))
     return rows
 
 
@@ -487,7 +489,3 @@ def _int(v: Any) -> int:
         return int(v)
     except (TypeError, ValueError):
         return -1
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, int | float) and math.isfinite(v)
