@@ -36,7 +36,12 @@ def main(cfg: DictConfig):
 
         attach_trial(ctx)  # a job in another process: its trial, rebuilt from the storage
     try:
-        return run_job(cfg, ctx)
+        outcome = run_job(cfg, ctx)
+        if ctx is not None and ctx.spec_json:
+            from sweep.search.study import record_outcome
+
+            record_outcome(ctx.trial, outcome)  # the sweeper may lose our return value
+        return outcome
     except KeyboardInterrupt:
         if ctx is not None:
             raise  # the sweeper records the trial and leaves the study resumable

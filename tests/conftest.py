@@ -71,7 +71,7 @@ def offline_env(monkeypatch, cache_dir):
         monkeypatch.setenv(key, "1")
     monkeypatch.setenv("SWEEP_CACHE_DIR", str(cache_dir))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    for key in trial_env.TRIAL_CONTEXT:
+    for key in trial_env.JOB_CONTEXT:
         monkeypatch.delenv(key, raising=False)
 
 

@@ -325,3 +325,126 @@ class MlflowServer:
                 if s.connect_ex(("127.0.0.1", self.port)) != 0:
                     break
             time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+class RayCluster:
+    """A Ray cluster on this host: a head with no CPUs (so every task runs on a worker node) and
+    `nodes` worker nodes, all on 127.0.0.1. Each process gets its own ports and the cluster its
+    own temp dir, so clusters of parallel tests do not meet. Nodes start with `env` only (a
+    cluster's nodes do not see the driver's environment). Stopped by PID, never `ray stop`
+    (which stops every Ray process of the host)."""
+
+    def __init__(self, nodes: int = 2, env: dict[str, str] | None = None, cpus: int = 1):
+        self.n_nodes = nodes
+        self.cpus = cpus
+        self.env = env or {}
+        self.temp = Path(tempfile.mkdtemp(prefix="ray-", dir=_shared_tmp()))
+        self.port = free_port()
+        self.node_ids: list[str] = []
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _start(self, args: list[str]) -> None:
+        ray = Path(sys.executable).parent / "ray"
+        if not ray.exists():
+            raise ServiceUnavailable("ray is not installed (pip install -e '.[ray]')")
+        ports = [
+            "--node-manager-port",
+            "--object-manager-port",
+            "--metrics-export-port",
+            "--runtime-env-agent-port",
+            "--dashboard-agent-grpc-port",
+            "--dashboard-agent-listen-port",
+        ]
+        low = free_port()
+        cmd = [str(ray), "start", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+        cmd += [f"{p}={free_port()}" for p in ports]
+        # a worker port range of its own (workers bind them as they start)
+        cmd += [f"--min-worker-port={low}", f"--max-worker-port={low + 200}"]
+        env = {
+            "PATH": f"{ray.parent}:/usr/bin:/bin",
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            **self.env,
+        }
+        out = subprocess.run(
+            cmd + args, env=env, capture_output=True, text=True, timeout=120, cwd=self.temp
+        )
+        if out.returncode != 0:
+            raise AssertionError(f"ray start failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+    def start(self) -> RayCluster:
+        try:
+            self._start(
+                [
+                    "--head",
+                    f"--port={self.port}",
+                    "--num-cpus=0",
+                    f"--temp-dir={self.temp}",
+                    "--include-dashboard=false",
+                    f"--ray-client-server-port={free_port()}",
+                    f"--dashboard-port={free_port()}",
+                ]
+            )
+            for _ in range(self.n_nodes):
+                self._start([f"--address={self.address}", f"--num-cpus={self.cpus}"])
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def pids(self) -> list[int]:
+        """Every process of this cluster: those naming its temp dir, and their children."""
+        found = set()
+        procs = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            procs[int(entry.name)] = ppid
+            if str(self.temp) in cmd:
+                found.add(int(entry.name))
+        grew = True
+        while grew:
+            kids = {pid for pid, ppid in procs.items() if ppid in found} - found
+            grew = bool(kids)
+            found |= kids
+        return sorted(found)
+
+    def raylet_of(self, node_id: str) -> int:
+        """The PID of the raylet that runs node `node_id`."""
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if cmd and cmd[0].endswith(b"/raylet") and f"--node_id={node_id}".encode() in cmd:
+                    return pid
+        raise AssertionError(f"no raylet of node {node_id} in {self.temp}")
+
+    def busy_workers(self) -> list[int]:
+        """Worker processes of this cluster running one of our jobs (their title is the task)."""
+        busy = []
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::_run_on_node"):
+                    busy.append(pid)
+        return busy
+
+    def stop(self) -> None:
+        for _ in range(3):
+            pids = self.pids()
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+        shutil.rmtree(self.temp, ignore_errors=True)

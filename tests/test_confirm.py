@@ -77,9 +77,14 @@ def test_the_winner_is_chosen_by_its_new_seeds_alone():
 
 def test_context_token_survives_a_hydra_override(tmp_path):
     ctx = cf.ConfirmContext("exp/with: odd chars", "p" * 32, "r" * 32, 7, 1043, str(tmp_path))
-    token = ctx.encode()
+    key, token = ctx.override().split("=", 1)
+    assert key == "+hydra.job.env_set.SWEEP_CONFIRM"
     assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-    assert cf.ConfirmContext.decode(token) == ctx
+    os.environ["SWEEP_CONFIRM"] = token
+    try:
+        assert cf.ConfirmContext.from_env() == ctx
+    finally:
+        del os.environ["SWEEP_CONFIRM"]
     assert 42 not in cf.seeds_for(42, 5) and len(set(cf.seeds_for(42, 5))) == 5
     assert cf.registry_name("team/a:b") == "team-a-b"
 

@@ -23,3 +23,8 @@ def exit_on_user_error(e: BaseException | str) -> None:
     entry points and the Hydra error hook train.py installs (sweep.core.bad_input)."""
     print(f"error: {e}", file=sys.stderr)
     sys.exit(EXIT_CODE)
+
+
+class JobLost(RuntimeError):
+    """A launched job ended without returning: its process, node or cluster job was killed.
+    Not the trial's fault, so the sweeper retries its params (a trial that raised is not)."""

@@ -1,20 +1,91 @@
-"""The environment variables that carry a trial's context to its job.
+"""How a trial's context reaches its job, stated once for both sides.
 
-A job launched in another process (Hydra's joblib or submitit launchers) cannot see the sweeper's
-objects, so the sweeper exports the study and the parent run here and each job gets its trial
-number through `hydra.job.env_set`. The names are stated once, for both sides.
+A job may run in another process or on another machine (joblib, SLURM, Ray), whose environment
+is not the sweeper's. So the sweeper gives each job its context inside the job's own overrides:
+`+hydra.job.env_set.SWEEP_TRIAL=<token>`, which Hydra sets in the job's environment wherever the
+job runs. A token is URL-safe base64 of JSON (safe in a Hydra override, no padding). It never
+holds a password: storage URLs travel without one, and a job finds the password in its own
+environment (libpq's PGPASSWORD / ~/.pgpass on a cluster's nodes; for jobs on this machine, the
+sweeper's STORAGE_URL below).
 """
 
-STUDY_SPEC = "SWEEP_STUDY_SPEC"  # the study's StudySpec as JSON (sweep/search/study.py)
-TRIAL_NUMBER = "SWEEP_TRIAL_NUMBER"  # per job: the Optuna trial it runs
-PARENT_RUN_ID = "SWEEP_PARENT_RUN_ID"  # the sweep's MLflow parent run; empty when none
-OBJECTIVE = "SWEEP_OBJECTIVE"  # the metric the trial reports as its value
-PRUNE_ON = "SWEEP_PRUNE_ON"  # the metric the pruner sees; empty: the objective
-# per job: a confirmation run's context (sweep/search/confirm.py: ConfirmContext.encode)
-CONFIRM = "SWEEP_CONFIRM"
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+from typing import Any
+
+TRIAL = "SWEEP_TRIAL"  # per job: its trial (study spec, number, parent run, objective)
+CONFIRM = "SWEEP_CONFIRM"  # per job: a confirmation run's context (sweep/search/confirm.py)
+# set by the sweeper for jobs on this machine only: the storage URL with its password
+STORAGE_URL = "SWEEP_STORAGE_URL"
 
 # local helper workers (sweep/search/workers.py)
 HELPER_OF = "SWEEP_HELPER_OF"  # set in a helper's environment: the main worker's pid
 HELPER_READY = "SWEEP_HELPER_READY"  # the file the main worker writes once the stores exist
 
-TRIAL_CONTEXT = (STUDY_SPEC, TRIAL_NUMBER, PARENT_RUN_ID, OBJECTIVE, PRUNE_ON)
+JOB_CONTEXT = (TRIAL, CONFIRM, STORAGE_URL)
+
+
+def encode(data: dict[str, Any]) -> str:
+    blob = json.dumps(data, sort_keys=True).encode()
+    return base64.urlsafe_b64encode(blob).decode().rstrip("=")
+
+
+def decode(token: str) -> dict[str, Any]:
+    return json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+
+
+def override(name: str, data: dict[str, Any]) -> str:
+    """The job override that hands `data` to the job as the environment variable `name`."""
+    return f"+hydra.job.env_set.{name}={encode(data)}"
+
+
+def from_env(name: str) -> dict[str, Any] | None:
+    token = os.environ.get(name)
+    return decode(token) if token else None
+
+
+_PASSWORD = re.compile(r"^(?P<head>[a-zA-Z][\w+.-]*://[^:/@]*):[^@/]*@")
+
+
+def has_password(url: str) -> bool:
+    return bool(_PASSWORD.match(url or ""))
+
+
+def without_password(url: str) -> str:
+    """`postgresql://u:pw@h/db` -> `postgresql://u@h/db` (libpq then reads PGPASSWORD or
+    ~/.pgpass)."""
+    return _PASSWORD.sub(lambda m: m["head"] + "@", url or "")
+
+
+def with_local_password(url: str) -> str:
+    """The URL a job connects with: the sweeper's own (with its password) when the job runs on
+    the sweeper's machine and it is the same URL; else `url` as given."""
+    local = os.environ.get(STORAGE_URL)
+    if local and without_password(local) == url:
+        return local
+    return url
+
+
+NODE = "SWEEP_NODE"  # set by a launcher in its job: where the job runs (its engine's words)
+
+
+def node_tags() -> dict[str, str]:
+    """Where this job runs, for its MLflow run: the host, and the engine's node and job ids
+    (SLURM sets its variables in every job; our Ray launcher sets NODE)."""
+    import socket
+
+    tags = {"sweep.host": socket.gethostname()}
+    if os.environ.get(NODE):
+        tags["sweep.node"] = os.environ[NODE]
+    job = os.environ.get("SLURM_JOB_ID")
+    if job:
+        array = os.environ.get("SLURM_ARRAY_TASK_ID")
+        job_id = f"{os.environ.get('SLURM_ARRAY_JOB_ID', job)}_{array}" if array else job
+        tags["sweep.slurm.job_id"] = job_id
+        tags["sweep.slurm.node"] = os.environ.get("SLURMD_NODENAME", "")
+        tags.setdefault("sweep.node", f"slurm {tags['sweep.slurm.node']} job {job_id}")
+    return tags

@@ -29,8 +29,6 @@ met) and by `python -m sweep confirm`:
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import math
 import os
@@ -73,23 +71,13 @@ class ConfirmContext:
     seed: int
     model_dir: str  # the job saves its final model in model_dir/<trial>-seed<seed>
 
-    def encode(self) -> str:
-        """A Hydra-override-safe token: URL-safe base64 of the JSON, without padding."""
-        blob = json.dumps(self.__dict__, sort_keys=True).encode()
-        return base64.urlsafe_b64encode(blob).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, token: str) -> ConfirmContext:
-        blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        return cls(**json.loads(blob))
-
     @classmethod
     def from_env(cls) -> ConfirmContext | None:
-        token = os.environ.get(trial_env.CONFIRM)
-        return cls.decode(token) if token else None
+        data = trial_env.from_env(trial_env.CONFIRM)
+        return cls(**data) if data else None
 
     def override(self) -> str:
-        return f"+hydra.job.env_set.{trial_env.CONFIRM}={self.encode()}"
+        return trial_env.override(trial_env.CONFIRM, dict(self.__dict__))
 
     @property
     def save_dir(self) -> str:

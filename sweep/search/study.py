@@ -19,7 +19,7 @@ import os
 import socket
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.core import internals, metrics
+from sweep.core import internals, metrics, trial_env
 from sweep.core.config import mask_uri
 from sweep.core.errors import UserError
 
@@ -39,6 +39,7 @@ HEARTBEAT = "sweep:heartbeat"
 HOST = "sweep:host"
 PID = "sweep:pid"
 RETRY_OF = "sweep:retry_of"
+OUTCOME = "sweep:outcome"  # a job's TrialOutcome, left by the job itself (record_outcome)
 RETRIES = "sweep:retries"
 FAIL_REASON = "sweep:fail_reason"
 PARENT_RUN = "mlflow_parent_run_id"
@@ -237,9 +238,42 @@ def create_or_load(spec: StudySpec, storage=None) -> optuna.Study:
 
 
 def trial_in_other_process(spec: StudySpec, number: int) -> optuna.Trial:
-    """The live trial object for a job that runs in another process (process launchers)."""
-    study = create_or_load(spec)
+    """The live trial object for a job that runs in another process (process launchers). The
+    spec's URL has no password: the job's own environment supplies it (trial_env)."""
+    url = trial_env.with_local_password(spec.storage_url)
+    study = create_or_load(replace(spec, storage_url=url))
     return optuna.trial.Trial(study, internals.trial_id_of(study, number))
+
+
+def record_outcome(trial: optuna.Trial, outcome: Any) -> None:
+    """A job in another process leaves its outcome on its trial before it returns, so the
+    sweeper can tell the trial even when the launcher loses the job's return value (a sibling
+    job of the batch died and the launcher raised)."""
+    store = internals.storage(trial.study)
+    store.set_trial_system_attr(internals.trial_id(trial), OUTCOME, asdict(outcome))
+
+
+def recorded_outcome(study: optuna.Study, trial: optuna.Trial) -> dict[str, Any] | None:
+    frozen = internals.storage(study).get_trial(internals.trial_id(trial))
+    return frozen.system_attrs.get(OUTCOME)
+
+
+def lost(study: optuna.Study, trial: optuna.Trial, reason: str, max_retries: int, parent) -> None:
+    """The job died without an outcome (its process, node or SLURM job was killed): FAIL the
+    trial with `reason` and enqueue its params again, like a dead worker (bounded retries)."""
+    store, tid = internals.storage(study), internals.trial_id(trial)
+    with contextlib.suppress(Exception):  # fail_stale may have failed it first
+        store.set_trial_system_attr(tid, FAIL_REASON, reason[:500])
+        study.tell(trial, state=TrialState.FAIL)
+        frozen = store.get_trial(tid)
+        retries = int(frozen.system_attrs.get(RETRIES, 0))
+        log.warning("trial %d: %s; marked FAIL", trial.number, reason)
+        if retries < max_retries:
+            retry(study, frozen, retries + 1)
+        if parent is not None:
+            parent.close_child(
+                frozen.user_attrs.get(RUN_ID), "FAIL", {"sweep.fail_reason": reason[:250]}
+            )
 
 
 def attach_trial(ctx: Any) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import math
 import os
@@ -54,9 +55,9 @@ from sweep.core.config import (
     secret_values,
     validate,
 )
-from sweep.core.errors import UserError
+from sweep.core.errors import JobLost, UserError
 from sweep.core.overrides import to_override
-from sweep.search import identity, interrupts, workers
+from sweep.search import identity, interrupts, remote, workers
 from sweep.search import study as study_mod
 from sweep.search.parent import ParentRun
 from sweep.train.runner import TrialContext, TrialOutcome, set_trial_context
@@ -261,6 +262,7 @@ class _Run:
     exit_code: int = 0
     reason: str = ""  # why the sweep stopped before its budget, printed last
     launched: list[Launched] = field(default_factory=list)  # asked for, not yet told
+    job_context: dict[str, Any] = field(default_factory=dict)  # trial_env.TRIAL, less number
 
 
 class SweepRunner:
@@ -356,6 +358,7 @@ class SweepRunner:
             return None
         if tracker_uri:
             tracking.check_reachable(tracker_uri, base.tracking.connect_timeout)
+        remote.check(self.launcher, storage_url, tracker_uri)  # before any job is submitted
         return _Run(
             secrets=secrets,
             space=space,
@@ -462,14 +465,19 @@ class SweepRunner:
             run.parent.run_id,
         )
         self.local = bool(helpers.procs)  # it started helpers: it shows their trials too
-        os.environ.update(
-            {
-                trial_env.STUDY_SPEC: run.spec.to_json(),
-                trial_env.PARENT_RUN_ID: run.parent.run_id or "",
-                trial_env.OBJECTIVE: run.objective,
-                trial_env.PRUNE_ON: o.prune_on or "",
-            }
+        # what every job of this sweep is told (its trial number is added per job): in its
+        # overrides, never through this process's environment, and without the password
+        spec = dataclasses.replace(
+            run.spec, storage_url=trial_env.without_password(run.storage_url)
         )
+        run.job_context = {
+            "spec": spec.to_json(),
+            "parent": run.parent.run_id or "",
+            "objective": run.objective,
+            "prune_on": o.prune_on or "",
+        }
+        if trial_env.has_password(run.storage_url):
+            os.environ[trial_env.STORAGE_URL] = run.storage_url  # jobs on this machine only
 
     def _loop(self, run: _Run) -> None:
         """Ask and run trials until the budget, the timeout or the failure limit is reached."""
@@ -541,7 +549,9 @@ class SweepRunner:
                 run.heartbeat.add(internals.trial_id(trial))
                 item.params = run.space.suggest(trial)
                 item.overrides = run.fixed + [to_override(k, v) for k, v in item.params.items()]
-                item.overrides.append(f"+hydra.job.env_set.{trial_env.TRIAL_NUMBER}={trial.number}")
+                item.overrides.append(
+                    trial_env.override(trial_env.TRIAL, {**run.job_context, "number": trial.number})
+                )
         return c
 
     def _interrupted(self, run: _Run) -> None:
@@ -839,9 +849,10 @@ class SweepRunner:
             return
         try:
             returns = self.launcher.launch([b.overrides for b in batch], initial_job_idx=idx)
-        except Exception as e:  # noqa: BLE001 - e.g. a worker process was killed
-            log.error("the launcher failed (%s): its %d trials are FAIL", e, len(batch))
-            returns = [internals.failed_job(e) for _ in batch]
+        except Exception as e:  # noqa: BLE001 - e.g. a worker process or a cluster job was killed
+            # the jobs that did finish left their outcome on their trial; the rest are lost
+            log.error("the launcher failed (%s): reading each trial's outcome from the study", e)
+            returns = [internals.failed_job(JobLost(f"{type(e).__name__}: {e}")) for _ in batch]
         for item, ret in zip(batch, returns, strict=True):
             self._tell(study, item, ret, parent, heartbeat)
 
@@ -861,6 +872,13 @@ class SweepRunner:
             exc = value
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         heartbeat.discard(internals.trial_id(trial))
+        if isinstance(value, JobLost):
+            stored = study_mod.recorded_outcome(study, trial)
+            if stored is None:
+                study_mod.lost(study, trial, f"job lost: {value}", self.opts.max_retries, parent)
+                self.progress.trial_done(study, trial.number)
+                return
+            outcome, error = TrialOutcome(**stored), ""
         study_mod.tell(study, trial, outcome, error, time.time() - item.started)
         parent.after_trial(trial.number, outcome, error)
         self.progress.trial_done(study, trial.number)

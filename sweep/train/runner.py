@@ -44,21 +44,30 @@ class TrialContext:
     spec_json: str | None = None  # the study's StudySpec, for jobs in another process
     # (the entry point attaches the live trial: sweep.search.study.attach_trial)
 
+    def token(self) -> dict[str, Any]:
+        """What a job in another process is given (sweep.core.trial_env): no live objects."""
+        return {
+            "spec": self.spec_json,
+            "number": self.number,
+            "parent": self.parent_run_id,
+            "objective": self.objective,
+            "prune_on": self.prune_on,
+        }
+
     @classmethod
     def from_env(cls) -> TrialContext | None:
-        """A job launched in another process (joblib, submitit, ray) finds its trial through the
-        environment: the sweeper exports the study spec, each job gets SWEEP_TRIAL_NUMBER."""
-        number = os.environ.get(trial_env.TRIAL_NUMBER)
-        spec_json = os.environ.get(trial_env.STUDY_SPEC)
-        if not (number and spec_json):
+        """A job launched in another process (joblib, SLURM, Ray) finds its trial in its own
+        overrides: `hydra.job.env_set.SWEEP_TRIAL`, set per job by the sweeper."""
+        data = trial_env.from_env(trial_env.TRIAL)
+        if not data:
             return None
         return cls(
-            study_name=json.loads(spec_json)["name"],
-            number=int(number),
-            parent_run_id=os.environ.get(trial_env.PARENT_RUN_ID) or None,
-            objective=os.environ.get(trial_env.OBJECTIVE, "eval_f1"),
-            prune_on=os.environ.get(trial_env.PRUNE_ON) or None,
-            spec_json=spec_json,
+            study_name=json.loads(data["spec"])["name"],
+            number=int(data["number"]),
+            parent_run_id=data.get("parent") or None,
+            objective=data.get("objective") or "eval_f1",
+            prune_on=data.get("prune_on") or None,
+            spec_json=data["spec"],
         )
 
 
@@ -134,9 +143,12 @@ def _hydra_overrides() -> list[str]:
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        return [mask_override(o) for o in HydraConfig.get().overrides.task]
+        task = HydraConfig.get().overrides.task
     except ValueError:  # not under Hydra (reproduce)
         return []
+    # the sweeper's per-job context (trial_env) is not configuration: left out
+    context = tuple(f"+hydra.job.env_set.{name}=" for name in trial_env.JOB_CONTEXT)
+    return [mask_override(o) for o in task if not o.startswith(context)]
 
 
 def protect_secrets(cfg: DictConfig) -> None:
@@ -213,6 +225,7 @@ def _start_tags(
     from sweep.track.tracking import environment_tags
 
     tags = environment_tags()
+    tags.update(trial_env.node_tags())
     tags.update(
         {
             "sweep.seed": str(cfg.trainer.seed),

@@ -1,0 +1,1 @@
+"""Launchers that hand a sweep's jobs to a cluster engine (Ray; SLURM through submitit)."""

@@ -1,0 +1,204 @@
+"""`hydra/launcher=ray`: each job of a sweep is one Ray task on an existing Ray cluster.
+
+Hydra's own Ray launcher (hydra-ray-launcher 1.2.2) pins cloudpickle<3, which joblib 1.6 (our
+joblib launcher) cannot use, so this is a small launcher of our own; Ray does the scheduling.
+
+- The driver composes each job's config (a bad override fails here, not on a node) and submits
+  one task per job with Ray's retries off (`max_retries=0`): a retry must be a new Optuna trial,
+  never the same trial twice; the sweeper retries a lost trial's params itself.
+- A job that raised comes back as a failed job (the trial is FAIL); a task whose worker, node or
+  raylet died comes back as `JobLost` (the sweeper fails the trial and retries its params).
+- Nothing of the driver's environment reaches a task but `env` and the names in `forward_env`
+  (sent as the task's runtime_env, so they must hold no secret: names that look like one are
+  refused). A job finds its trial in its own overrides (sweep.core.trial_env).
+- Ctrl-C while waiting cancels the outstanding tasks (their workers are killed) and re-raises,
+  so the sweeper fails and re-enqueues their trials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from sweep.core import internals, trial_env
+from sweep.core.config import is_secret_key
+from sweep.core.errors import JobLost, UserError
+
+log = logging.getLogger(__name__)
+
+OFFLINE = ["HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"]
+
+
+@dataclass
+class RayLauncherConf:
+    _target_: str = "hydra_plugins.sweep_engines.sweep_engines.RayLauncher"
+    address: str | None = None  # the cluster's GCS address; default: $RAY_ADDRESS, else "auto"
+    num_cpus: float = 1  # per job (torch in the job uses this many threads)
+    num_gpus: float = 0  # per job
+    env: dict[str, str] = field(default_factory=dict)  # set in every job
+    forward_env: list[str] = field(default_factory=lambda: list(OFFLINE))  # the driver's values
+    chdir: bool = True  # run each job from the driver's working directory (a shared filesystem)
+
+
+def _run_on_node(
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    config: DictConfig,
+    singleton_state: dict[Any, Any],
+    cwd: str,
+    chdir: bool,
+) -> JobReturn:
+    """One job, inside a Ray worker."""
+    import ray
+
+    os.environ[trial_env.NODE] = f"ray {ray.get_runtime_context().get_node_id()}"
+    if chdir and os.path.isdir(cwd):
+        os.chdir(cwd)
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(config)
+    return run_job(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        config=config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+
+
+def _probe(address: str) -> None:
+    """A `host:port` address that refuses connections fails here at once (ray.init would retry
+    for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", or a ray:// client address: ray.init says what is wrong
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise UserError(
+            f"hydra/launcher=ray: no Ray cluster at {address} ({e.strerror or e}); start one "
+            "(`ray start --head`, then `ray start --address=...` on each node) or set "
+            "hydra.launcher.address"
+        ) from None
+
+
+class RayLauncher(Launcher):
+    engine = "ray"
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.opts = OmegaConf.create(kwargs)
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
+
+    def _env(self) -> dict[str, str]:
+        env = {str(k): str(v) for k, v in (self.opts.env or {}).items()}
+        for name in self.opts.forward_env or []:
+            if name in os.environ:
+                env[str(name)] = os.environ[name]
+        secret = sorted(k for k in env if is_secret_key(k.lower()) or k == trial_env.STORAGE_URL)
+        if secret:
+            raise UserError(
+                f"hydra.launcher.env / forward_env name {', '.join(secret)}: Ray keeps a task's "
+                "environment in its metadata, so no secret goes there; set it on the nodes"
+            )
+        return env
+
+    def check(self) -> None:
+        """Connect to the cluster once, before any job (a clear error when there is none)."""
+        import ray
+
+        if ray.is_initialized():
+            return
+        address = self.opts.address or os.environ.get("RAY_ADDRESS") or "auto"
+        env = self._env()
+        _probe(address)
+        try:
+            ray.init(
+                address=address,
+                runtime_env={"env_vars": env} if env else None,
+                logging_level=logging.WARNING,
+                log_to_driver=True,
+                configure_logging=False,
+            )
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise UserError(
+                f"hydra/launcher=ray: no Ray cluster at {address} ({str(e).splitlines()[0]}); "
+                "start one (`ray start --head`, then `ray start --address=...` on each node) "
+                "or set hydra.launcher.address"
+            ) from None
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if cpus < float(self.opts.num_cpus):
+            raise UserError(
+                f"hydra/launcher=ray: the cluster at {address} has {cpus:g} CPUs, a job asks "
+                f"for hydra.launcher.num_cpus={self.opts.num_cpus}"
+            )
+
+    def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
+        import ray
+
+        assert self.config is not None and self.hydra_context is not None
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        self.check()
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        task = ray.remote(_run_on_node).options(
+            num_cpus=float(self.opts.num_cpus),
+            num_gpus=float(self.opts.num_gpus),
+            max_retries=0,
+            retry_exceptions=False,
+        )
+        state = Singleton.get_state()
+        refs = []
+        for i, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + i
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(cfg):
+                cfg.hydra.job.id = f"{cfg.hydra.job.name}_{idx}"
+                cfg.hydra.job.num = idx
+            shown = [o for o in filter_overrides(overrides) if "env_set.SWEEP_" not in o]
+            log.info("ray: job #%d: %s", idx, " ".join(shown))
+            refs.append(
+                task.remote(
+                    self.hydra_context,
+                    self.task_function,
+                    cfg,
+                    state,
+                    os.getcwd(),
+                    bool(self.opts.chdir),
+                )
+            )
+        return [self._result(ref, refs) for ref in refs]
+
+    def _result(self, ref, refs) -> JobReturn:
+        import ray
+
+        try:
+            return ray.get(ref)
+        except KeyboardInterrupt:
+            for other in refs:
+                with contextlib.suppress(Exception):  # done already
+                    ray.cancel(other, force=True)
+            raise
+        except ray.exceptions.RayTaskError as e:  # the job's own code raised outside run_job
+            return internals.failed_job(e.as_instanceof_cause())
+        except ray.exceptions.RayError as e:  # its worker, node or raylet died; cancelled
+            return internals.failed_job(JobLost(f"{type(e).__name__}: {str(e).splitlines()[0]}"))
