@@ -448,3 +448,126 @@ class RayCluster:
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.5)
         shutil.rmtree(self.temp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- SLURM
+
+
+class SlurmCluster:
+    """A one-node SLURM cluster on 127.0.0.1 (Debian's slurm-wlm): `slurmctld` and `slurmd`
+    started by hand with a configuration, state and ports of their own (so clusters of parallel
+    tests do not meet) and munge for authentication (one `munged` per host, shared). Jobs run as
+    the user who submits them, so slurmd must run as root. Clients find the cluster through
+    SLURM_CONF (`env()`). Stopped by PID; `stop` cancels its jobs first."""
+
+    def __init__(self, cpus: int = 2):
+        self.cpus = cpus
+        self.base = Path(tempfile.mkdtemp(prefix="slurm-", dir=_shared_tmp()))
+        self.conf = self.base / "slurm.conf"
+
+    @staticmethod
+    def _munged() -> None:
+        munge = shutil.which("munge")
+        munged = shutil.which("munged") or "/usr/sbin/munged"
+        if munge is None or not os.path.exists(munged):
+            raise ServiceUnavailable("munge is not installed (Debian: munge)")
+        if subprocess.run([munge, "-n"], capture_output=True).returncode == 0:
+            return  # a munged is up
+        run_dir = Path("/run/munge")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.chown(run_dir, "munge", "munge")
+        subprocess.run(["runuser", "-u", "munge", "--", munged], check=True, capture_output=True)
+        deadline = time.time() + 20
+        while subprocess.run([munge, "-n"], capture_output=True).returncode != 0:
+            if time.time() > deadline:
+                raise AssertionError("munged did not start")
+            time.sleep(0.2)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    def start(self) -> SlurmCluster:
+        ctld, slurmd = shutil.which("slurmctld"), shutil.which("slurmd")
+        if not (ctld and slurmd and shutil.which("sbatch")):
+            raise ServiceUnavailable("SLURM is not installed (Debian: slurm-wlm)")
+        if os.geteuid() != 0:
+            raise ServiceUnavailable("a test SLURM cluster needs root (slurmd runs the jobs)")
+        self._munged()
+        for d in ("state", "spool", "log"):
+            (self.base / d).mkdir()
+        b = self.base
+        self.conf.write_text(
+            "\n".join(
+                [
+                    "ClusterName=sweeptest",
+                    "SlurmctldHost=localhost(127.0.0.1)",
+                    f"SlurmctldPort={free_port()}",
+                    f"SlurmdPort={free_port()}",
+                    "SlurmUser=root",
+                    "AuthType=auth/munge",
+                    f"StateSaveLocation={b}/state",
+                    f"SlurmdSpoolDir={b}/spool",
+                    f"SlurmctldPidFile={b}/slurmctld.pid",
+                    f"SlurmdPidFile={b}/slurmd.pid",
+                    f"SlurmctldLogFile={b}/log/slurmctld.log",
+                    f"SlurmdLogFile={b}/log/slurmd.log",
+                    # no systemd, no cgroups: plain process tracking, no task binding
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "JobAcctGatherType=jobacct_gather/none",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_CPU",
+                    "SchedulerType=sched/builtin",
+                    "ReturnToService=2",
+                    "MpiDefault=none",
+                    "KillWait=5",  # scancel: SIGTERM, then SIGKILL 5 s later
+                    "MinJobAge=600",  # squeue lists ended jobs (and their state) for 10 min
+                    f"NodeName={socket.gethostname()} NodeAddr=127.0.0.1 CPUs={self.cpus} "
+                    "State=UNKNOWN",
+                    "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+                    "",
+                ]
+            )
+        )
+        # slurmd 22.05 loads a cgroup plugin even with proctrack/linuxproc
+        (self.base / "cgroup.conf").write_text("CgroupPlugin=cgroup/v1\n")
+        env = self.env()
+        try:
+            subprocess.run([ctld, "-f", str(self.conf)], env=env, check=True, capture_output=True)
+            subprocess.run([slurmd, "-f", str(self.conf)], env=env, check=True, capture_output=True)
+            deadline = time.time() + 60
+            while True:
+                out = subprocess.run(
+                    ["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True
+                )
+                if out.returncode == 0 and out.stdout.strip() in ("idle", "mixed", "allocated"):
+                    break
+                if time.time() > deadline:
+                    raise AssertionError(f"SLURM did not come up: {out.stdout} {out.stderr}")
+                time.sleep(0.5)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def squeue(self) -> list[str]:
+        """`jobid state` of every job the cluster still runs or waits to run."""
+        out = subprocess.run(
+            ["squeue", "-h", "-o", "%i %T"], env=self.env(), capture_output=True, text=True
+        )
+        return [ln for ln in out.stdout.splitlines() if ln.split()[-1] not in ("COMPLETED",)]
+
+    def stop(self) -> None:
+        env = self.env()
+        with contextlib.suppress(Exception):
+            subprocess.run(["scancel", "--full", "-u", str(os.getuid())], env=env, timeout=30)
+        for name in ("slurmd", "slurmctld"):
+            pid_file = self.base / f"{name}.pid"
+            with contextlib.suppress(OSError, ValueError, ProcessLookupError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+        time.sleep(1)
+        for name in ("slurmd", "slurmctld"):
+            pid_file = self.base / f"{name}.pid"
+            with contextlib.suppress(OSError, ValueError, ProcessLookupError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+        shutil.rmtree(self.base, ignore_errors=True)

@@ -1,12 +1,13 @@
-"""The shim Hydra discovers for our cluster launchers (`hydra/launcher=ray`). Hydra registers a
-plugin only when its class is defined in a module under `hydra_plugins`, so the class is a thin
-subclass of the real one (sweep/engines)."""
+"""The shim Hydra discovers for our cluster launchers (`hydra/launcher=ray`,
+`hydra/launcher=slurm`). Hydra registers a plugin only when its class is defined in a module
+under `hydra_plugins`, so each class is a thin subclass of the real one (sweep/engines)."""
 
 from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
 from sweep.engines import ray as ray_engine
+from sweep.engines import slurm as slurm_engine
 
 ConfigStore.instance().store(
     group="hydra/launcher", name="ray", node=ray_engine.RayLauncherConf, provider="sweep"
@@ -14,4 +15,13 @@ ConfigStore.instance().store(
 
 
 class RayLauncher(ray_engine.RayLauncher):
+    pass
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="slurm", node=slurm_engine.SlurmLauncherConf, provider="sweep"
+)
+
+
+class SlurmLauncher(slurm_engine.SlurmLauncher):
     pass

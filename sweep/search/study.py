@@ -504,14 +504,17 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome, error: str, seconds:
         study.tell(trial, outcome.objective)
 
 
-def interrupt(study: optuna.Study, trial: optuna.Trial, parent) -> None:
-    """Ctrl-C during a trial: FAIL it and enqueue it again, so a re-run resumes it.
+def interrupt(
+    study: optuna.Study, trial: optuna.Trial, parent, reason: str = "interrupted (Ctrl-C)"
+) -> None:
+    """Ctrl-C during a trial (or a launcher that refused its job): FAIL it and enqueue it again,
+    so a re-run resumes it.
 
     Needs no study lock: `retry` is one atomic write, and only the process whose FAIL lands
     retries the trial (a concurrent `fail_stale` that failed it first makes `tell` raise)."""
     with contextlib.suppress(Exception):
         store = internals.storage(study)
-        store.set_trial_system_attr(internals.trial_id(trial), FAIL_REASON, "interrupted (Ctrl-C)")
+        store.set_trial_system_attr(internals.trial_id(trial), FAIL_REASON, reason)
         study.tell(trial, state=TrialState.FAIL)
         frozen = store.get_trial(internals.trial_id(trial))
         retry(study, frozen, int(frozen.system_attrs.get(RETRIES, 0)))

@@ -513,8 +513,10 @@ class SweepRunner:
         except KeyboardInterrupt:
             self._interrupted(run)
             raise
-        except BaseException:
+        except BaseException as e:
             run.helpers.stop()
+            if isinstance(e, UserError) and not run.helper:
+                run.parent.finish(status="FAILED")
             raise
         finally:
             unwatch()
@@ -849,6 +851,13 @@ class SweepRunner:
             return
         try:
             returns = self.launcher.launch([b.overrides for b in batch], initial_job_idx=idx)
+        except UserError:
+            # the engine refused the jobs (bad launcher options): nothing ran; the trials go back
+            # to the queue as after Ctrl-C, and the sweep stops with the engine's one line
+            for item in batch:
+                heartbeat.discard(internals.trial_id(item.trial))
+                study_mod.interrupt(study, item.trial, parent, "its job was not submitted")
+            raise
         except Exception as e:  # noqa: BLE001 - e.g. a worker process or a cluster job was killed
             # the jobs that did finish left their outcome on their trial; the rest are lost
             log.error("the launcher failed (%s): reading each trial's outcome from the study", e)
