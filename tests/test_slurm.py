@@ -11,13 +11,14 @@ After every test no job is left in the queue and no trial RUNNING.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, mlflow_client, runs_of, start_train
+from conftest import ROOT, TINY, mlflow_client, run_train, runs_of, start_train
 from optuna.trial import TrialState
 from services import MlflowServer, PgCluster, ServiceUnavailable, SlurmCluster, unavailable
 
@@ -198,9 +199,9 @@ def test_worker_mode_job_array_with_a_cancelled_task(slurm, workdir):
             client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'") if exp else []
         )
         for run in runs:
-            if run.data.tags.get("sweep.slurm.job_id", "").startswith(f"{array}_"):
-                if "eval_f1" in run.data.metrics:
-                    return run
+            task = run.data.tags.get("sweep.slurm.job_id", "")
+            if task.startswith(f"{array}_") and "eval_f1" in run.data.metrics:
+                return run
         return None
 
     deadline = time.time() + 300
@@ -233,3 +234,38 @@ def test_worker_mode_job_array_with_a_cancelled_task(slurm, workdir):
         r.data.tags.get("sweep.slurm.job_id") for r in runs if "optuna.trial_number" in r.data.tags
     }
     assert len(tasks) >= 2  # trials ran in several array tasks
+
+
+def test_ctrl_c_in_the_driver_cancels_its_jobs_and_a_rerun_resumes(slurm, workdir):
+    args = [
+        "-m",
+        *TINY,
+        *LONG,
+        *BEAT,
+        "hydra/launcher=slurm",
+        "hydra.launcher.poll_interval=0.5",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=3",
+    ]
+    env = {"SLURM_CONF": str(slurm.conf)}
+    proc = start_train(args, workdir, env=env)
+    try:
+        _running_run(lambda: mlflow_client(workdir), proc, workdir / "train.log")
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the driver's terminal
+        assert proc.wait(timeout=120) == 130, (workdir / "train.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "cancelled SLURM jobs" in (workdir / "train.log").read_text()
+    deadline = time.time() + 60
+    while slurm.squeue() and time.time() < deadline:
+        time.sleep(0.5)
+    assert not slurm.squeue(), "a job of the interrupted sweep is still queued or running"
+    journal = f"journal://{workdir / '.sweep' / (EXPERIMENT + '.journal')}"
+    study = _study(journal)
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    again = run_train(args, workdir, env=env, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:]
+    study = _study(journal)
+    assert study_mod.count(study).finished == 3
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
