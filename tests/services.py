@@ -520,6 +520,7 @@ class SlurmCluster:
                     "SchedulerType=sched/builtin",
                     "ReturnToService=2",
                     "MpiDefault=none",
+                    "SlurmdParameters=config_overrides",  # CPUs= as written, not as detected
                     "KillWait=5",  # scancel: SIGTERM, then SIGKILL 5 s later
                     "MinJobAge=600",  # squeue lists ended jobs (and their state) for 10 min
                     f"NodeName={socket.gethostname()} NodeAddr=127.0.0.1 CPUs={self.cpus} "
