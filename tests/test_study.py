@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
@@ -112,3 +113,41 @@ def test_a_trial_told_by_its_worker_is_not_failed_again(tmp_path):
     study.tell(trial, 0.9)
     assert study_mod.fail_stale(other, grace_period=30, max_retries=2) == []
     assert other.trials[trial.number].state == TrialState.COMPLETE
+
+
+def test_a_jobs_context_holds_no_password_and_a_local_job_gets_it_back(monkeypatch):
+    from sweep.core import trial_env
+
+    url = "postgresql://optuna:p%40ss:w@db:5432/optuna"
+    bare = trial_env.without_password(url)
+    assert bare == "postgresql://optuna@db:5432/optuna" and not trial_env.has_password(bare)
+    key, token = trial_env.override(trial_env.TRIAL, {"spec": bare, "number": 3}).split("=", 1)
+    assert key == "+hydra.job.env_set.SWEEP_TRIAL" and "p%40ss" not in token
+    monkeypatch.setenv(trial_env.TRIAL, token)
+    assert trial_env.from_env(trial_env.TRIAL) == {"spec": bare, "number": 3}
+    # a job on the sweeper's machine inherits its URL (with the password); elsewhere, the node's
+    # own PGPASSWORD / ~/.pgpass serve the bare URL
+    assert trial_env.with_local_password(bare) == bare
+    monkeypatch.setenv(trial_env.STORAGE_URL, url)
+    assert trial_env.with_local_password(bare) == url
+    assert trial_env.with_local_password("postgresql://other@db/x") == "postgresql://other@db/x"
+    assert trial_env.without_password("journal:///a/b:c@d") == "journal:///a/b:c@d"
+
+
+def test_only_cluster_launchers_get_the_remote_checks(tmp_path):
+    from sweep.core.errors import UserError
+    from sweep.engines.ray import RayLauncher
+    from sweep.engines.slurm import SlurmLauncher
+    from sweep.search import remote
+
+    assert remote.engine_of(object()) is None
+    assert remote.engine_of(RayLauncher()) == "ray"
+    assert remote.engine_of(SlurmLauncher()) == "slurm"
+    assert remote.this_host_only(f"journal://{tmp_path}/s.journal")
+    assert remote.this_host_only("http://127.0.0.1:5000") and remote.this_host_only("sqlite:///x")
+    assert not remote.this_host_only("postgresql://optuna@db-host/optuna")
+    with pytest.raises(UserError, match="PGPASSWORD"):
+        remote.check(SlurmLauncher(), "postgresql://u:pw@db/optuna", None)
+    with pytest.raises(UserError, match="MLFLOW_TRACKING_PASSWORD"):
+        remote.check(SlurmLauncher(), "postgresql://u@db/optuna", "http://u:pw@mlflow:5000")
+    remote.check(object(), "postgresql://u:pw@db/optuna", None)  # local launchers: allowed

@@ -26,14 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from sweep.core import internals, trial_env
 from sweep.core.config import is_secret_key
 from sweep.core.errors import JobLost, UserError
+from sweep.engines.jobs import job_configs, run_here
 
 log = logging.getLogger(__name__)
 
@@ -56,27 +57,13 @@ def _run_on_node(
     task_function: TaskFunction,
     config: DictConfig,
     singleton_state: dict[Any, Any],
-    cwd: str,
-    chdir: bool,
+    cwd: str | None,
 ) -> JobReturn:
-    """One job, inside a Ray worker."""
+    """One job, inside a Ray worker: tagged with the node it runs on."""
     import ray
 
     os.environ[trial_env.NODE] = f"ray {ray.get_runtime_context().get_node_id()}"
-    if chdir and os.path.isdir(cwd):
-        os.chdir(cwd)
-    setup_globals()
-    Singleton.set_state(singleton_state)
-    from hydra.core.hydra_config import HydraConfig
-
-    HydraConfig.instance().set_config(config)
-    return run_job(
-        hydra_context=hydra_context,
-        task_function=task_function,
-        config=config,
-        job_dir_key="hydra.sweep.dir",
-        job_subdir_key="hydra.sweep.subdir",
-    )
+    return run_here(hydra_context, task_function, config, singleton_state, cwd)
 
 
 def _probe(address: str) -> None:
@@ -168,24 +155,11 @@ class RayLauncher(Launcher):
         )
         state = Singleton.get_state()
         refs = []
-        for i, overrides in enumerate(job_overrides):
-            idx = initial_job_idx + i
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            with open_dict(cfg):
-                cfg.hydra.job.id = f"{cfg.hydra.job.name}_{idx}"
-                cfg.hydra.job.num = idx
-            shown = [o for o in filter_overrides(overrides) if "env_set.SWEEP_" not in o]
-            log.info("ray: job #%d: %s", idx, " ".join(shown))
-            refs.append(
-                task.remote(
-                    self.hydra_context,
-                    self.task_function,
-                    cfg,
-                    state,
-                    os.getcwd(),
-                    bool(self.opts.chdir),
-                )
-            )
+        cwd = os.getcwd() if self.opts.chdir else None
+        configs = job_configs(self.hydra_context, self.config, job_overrides, initial_job_idx)
+        for idx, cfg, shown in configs:
+            log.info("ray: job #%d: %s", idx, shown)
+            refs.append(task.remote(self.hydra_context, self.task_function, cfg, state, cwd))
         return [self._result(ref, refs) for ref in refs]
 
     def _result(self, ref, refs) -> JobReturn:

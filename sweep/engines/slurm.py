@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from sweep.core import internals
 from sweep.core.errors import JobLost, UserError
+from sweep.engines.jobs import job_configs, run_here
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +57,6 @@ class SlurmLauncherConf:
     setup: list[str] = field(default_factory=list)  # shell lines run before the job
     additional_parameters: dict[str, Any] = field(default_factory=dict)  # more sbatch options
     poll_interval: float = 2.0  # seconds between looks at squeue and the result files
-
-
-def _run_in_job(
-    hydra_context: HydraContext,
-    task_function: TaskFunction,
-    config: DictConfig,
-    singleton_state: dict[Any, Any],
-    cwd: str,
-) -> JobReturn:
-    """One job, inside its SLURM job (submitit unpickles and calls this)."""
-    if os.path.isdir(cwd):
-        os.chdir(cwd)
-    setup_globals()
-    Singleton.set_state(singleton_state)
-    from hydra.core.hydra_config import HydraConfig
-
-    HydraConfig.instance().set_config(config)
-    return run_job(
-        hydra_context=hydra_context,
-        task_function=task_function,
-        config=config,
-        job_dir_key="hydra.sweep.dir",
-        job_subdir_key="hydra.sweep.subdir",
-    )
 
 
 def queue_states(job_ids: list[str]) -> dict[str, str]:
@@ -159,17 +136,11 @@ class SlurmLauncher(Launcher):
         state = Singleton.get_state()
         jobs = []
         try:
-            for i, overrides in enumerate(job_overrides):
-                idx = initial_job_idx + i
-                cfg = self.hydra_context.config_loader.load_sweep_config(
-                    self.config, list(overrides)
-                )
-                with open_dict(cfg):
-                    cfg.hydra.job.id = f"{cfg.hydra.job.name}_{idx}"
-                    cfg.hydra.job.num = idx
+            configs = job_configs(self.hydra_context, self.config, job_overrides, initial_job_idx)
+            for idx, cfg, shown in configs:
                 try:
                     job = executor.submit(
-                        _run_in_job, self.hydra_context, self.task_function, cfg, state, os.getcwd()
+                        run_here, self.hydra_context, self.task_function, cfg, state, os.getcwd()
                     )
                 except Exception as e:  # noqa: BLE001 - sbatch refused it: no job, no retry
                     self._cancel(jobs)
@@ -177,8 +148,7 @@ class SlurmLauncher(Launcher):
                     raise UserError(
                         f"hydra/launcher=slurm: sbatch refused the job: {first}"
                     ) from None
-                shown = [o for o in filter_overrides(overrides) if "env_set.SWEEP_" not in o]
-                log.info("slurm: job #%d is SLURM job %s: %s", idx, job.job_id, " ".join(shown))
+                log.info("slurm: job #%d is SLURM job %s: %s", idx, job.job_id, shown)
                 jobs.append(job)
             return self._wait(jobs)
         except KeyboardInterrupt:
