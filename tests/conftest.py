@@ -35,6 +35,15 @@ TINY = [
     # no confirmation stage unless a test asks for it (tests/test_confirm.py)
     "hydra.sweeper.confirm.top_k=0",
 ]
+# a sweep that prunes: random points over a range whose low end learns nothing, told on eval_loss
+PRUNING = [
+    "hydra.sweeper.sampler=random",
+    "hydra.sweeper.pruner=median",
+    "hydra.sweeper.pruner_warmup_steps=0",
+    "trainer.objective=eval_loss",
+    "optimizer.lr=tag(log, interval(1e-7, 3e-3))",
+    "scheduler=constant",
+]
 
 
 def pytest_configure(config):

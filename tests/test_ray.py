@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, mlflow_client, run_train, runs_of, start_train
+from conftest import PRUNING, TINY, mlflow_client, run_train, runs_of, start_train
 from optuna.trial import TrialState
 from services import (
     MlflowServer,
@@ -137,12 +137,8 @@ def test_ray_sweep_with_postgres_and_mlflow_server(tmp_path_factory, workdir):
                 f"hydra.sweeper.storage={storage}",
                 f"tracking.uri={server.uri}",
                 "hydra.sweeper.n_trials=6",
-                "hydra.sweeper.sampler=random",
+                *PRUNING,
                 "hydra.sweeper.pruner_startup_trials=2",
-                "hydra.sweeper.pruner_warmup_steps=0",
-                "trainer.objective=eval_loss",
-                "optimizer.lr=tag(log, interval(1e-7, 3e-3))",
-                "scheduler=constant",
                 "data.train_size=320",
                 "data.max_train_samples=320",
                 "trainer.eval_every=4",

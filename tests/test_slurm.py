@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, mlflow_client, run_train, runs_of, start_train
+from conftest import PRUNING, ROOT, TINY, mlflow_client, run_train, runs_of, start_train
 from optuna.trial import TrialState
 from services import MlflowServer, PgCluster, ServiceUnavailable, SlurmCluster, unavailable
 
@@ -104,12 +104,8 @@ def test_driver_mode_one_job_per_trial_and_a_cancelled_job_fails_only_its_trial(
             f"hydra.sweeper.storage={storage}",
             f"tracking.uri={server.uri}",
             "hydra.sweeper.n_trials=5",
-            "hydra.sweeper.sampler=random",
+            *PRUNING,
             "hydra.sweeper.pruner_startup_trials=1",
-            "hydra.sweeper.pruner_warmup_steps=0",
-            "trainer.objective=eval_loss",
-            "optimizer.lr=tag(log, interval(1e-7, 3e-3))",
-            "scheduler=constant",
         ]
         from mlflow import MlflowClient
 

@@ -13,7 +13,16 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import TINY, compose, mlflow_client, run_train, runs_of, start_train, sweep_study
+from conftest import (
+    PRUNING,
+    TINY,
+    compose,
+    mlflow_client,
+    run_train,
+    runs_of,
+    start_train,
+    sweep_study,
+)
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
@@ -123,13 +132,8 @@ def test_bad_learning_rates_get_pruned_and_stop_early(workdir):
         [
             *SWEEP,
             "hydra.sweeper.n_trials=8",
-            "hydra.sweeper.sampler=random",
-            "hydra.sweeper.pruner=median",
+            *PRUNING,
             "hydra.sweeper.pruner_startup_trials=2",
-            "hydra.sweeper.pruner_warmup_steps=0",
-            "trainer.objective=eval_loss",
-            "optimizer.lr=tag(log, interval(1e-7, 3e-3))",
-            "scheduler=constant",
             "data.train_size=320",
             "data.max_train_samples=320",
             "trainer.eval_every=4",

@@ -10,8 +10,9 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 
 def job_configs(
@@ -53,3 +54,21 @@ def run_here(
         job_dir_key="hydra.sweep.dir",
         job_subdir_key="hydra.sweep.subdir",
     )
+
+
+class ClusterLauncher(Launcher):
+    """A Hydra launcher whose jobs go to a cluster engine (`engine` names it for the checks in
+    sweep/search/remote.py); `opts` are its `hydra.launcher.*` options."""
+
+    engine = ""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.opts = OmegaConf.create(kwargs)
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.task_function, self.hydra_context = config, task_function, hydra_context

@@ -27,14 +27,13 @@ from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, setup_globals
-from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from sweep.core import internals, trial_env
 from sweep.core.config import is_secret_key
 from sweep.core.errors import JobLost, UserError
-from sweep.engines.jobs import job_configs, run_here
+from sweep.engines.jobs import ClusterLauncher, job_configs, run_here
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +81,8 @@ def _probe(address: str) -> None:
         ) from None
 
 
-class RayLauncher(Launcher):
+class RayLauncher(ClusterLauncher):
     engine = "ray"
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.opts = OmegaConf.create(kwargs)
-        self.config: DictConfig | None = None
-        self.task_function: TaskFunction | None = None
-        self.hydra_context: HydraContext | None = None
-
-    def setup(
-        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
-    ) -> None:
-        self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
 
     def _env(self) -> dict[str, str]:
         env = {str(k): str(v) for k, v in (self.opts.env or {}).items()}

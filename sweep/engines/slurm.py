@@ -29,13 +29,11 @@ from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, setup_globals
-from hydra.plugins.launcher import Launcher
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from sweep.core import internals
 from sweep.core.errors import JobLost, UserError
-from sweep.engines.jobs import job_configs, run_here
+from sweep.engines.jobs import ClusterLauncher, job_configs, run_here
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +77,8 @@ def queue_states(job_ids: list[str]) -> dict[str, str]:
     return states
 
 
-class SlurmLauncher(Launcher):
+class SlurmLauncher(ClusterLauncher):
     engine = "slurm"
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.kwargs = kwargs
-        self.config: DictConfig | None = None
-        self.task_function: TaskFunction | None = None
-        self.hydra_context: HydraContext | None = None
-
-    def setup(
-        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
-    ) -> None:
-        self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
 
     def check(self) -> None:
         """The SLURM client must answer before anything is submitted."""
@@ -108,7 +95,7 @@ class SlurmLauncher(Launcher):
     def _executor(self, folder: str):
         import submitit
 
-        o = OmegaConf.create(self.kwargs)
+        o = self.opts
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=0)
         params: dict[str, Any] = {
             "cpus_per_task": int(o.cpus_per_task),
@@ -163,7 +150,7 @@ class SlurmLauncher(Launcher):
             print(f"cancelled SLURM jobs {' '.join(ids)}", file=sys.stderr)
 
     def _wait(self, jobs) -> list[JobReturn]:
-        poll = float(self.kwargs.get("poll_interval", 2.0))
+        poll = float(self.opts.poll_interval)
         results: dict[int, JobReturn] = {}
         gone_since: dict[int, float] = {}
         while len(results) < len(jobs):

@@ -265,15 +265,18 @@ def lost(study: optuna.Study, trial: optuna.Trial, reason: str, max_retries: int
     with contextlib.suppress(Exception):  # fail_stale may have failed it first
         store.set_trial_system_attr(tid, FAIL_REASON, reason[:500])
         study.tell(trial, state=TrialState.FAIL)
-        frozen = store.get_trial(tid)
-        retries = int(frozen.system_attrs.get(RETRIES, 0))
         log.warning("trial %d: %s; marked FAIL", trial.number, reason)
-        if retries < max_retries:
-            retry(study, frozen, retries + 1)
-        if parent is not None:
-            parent.close_child(
-                frozen.user_attrs.get(RUN_ID), "FAIL", {"sweep.fail_reason": reason[:250]}
-            )
+        _retry_and_close(study, store.get_trial(tid), reason, max_retries, parent)
+
+
+def _retry_and_close(study, t: FrozenTrial, reason: str, max_retries: int, parent) -> None:
+    """After a trial's worker or job died: enqueue its params again (bounded retries) and close
+    its MLflow run as failed."""
+    retries = int(t.system_attrs.get(RETRIES, 0))
+    if retries < max_retries:
+        retry(study, t, retries + 1)
+    if parent is not None:
+        parent.close_child(t.user_attrs.get(RUN_ID), "FAIL", {"sweep.fail_reason": reason[:250]})
 
 
 def attach_trial(ctx: Any) -> None:
@@ -443,14 +446,8 @@ def fail_stale(
         if not ok:
             continue
         failed.append(t.number)
-        retries = int(t.system_attrs.get(RETRIES, 0))
         log.warning("trial %d: its worker died (silent %.0fs); marked FAIL", t.number, silent)
-        if retries < max_retries:
-            retry(study, t, retries + 1)
-        if parent is not None:
-            parent.close_child(
-                t.user_attrs.get(RUN_ID), "FAIL", {"sweep.fail_reason": "worker died"}
-            )
+        _retry_and_close(study, t, "worker died", max_retries, parent)
     return failed
 
 
