@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -57,6 +58,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_http(
@@ -343,31 +353,77 @@ class RayCluster:
         self.env = env or {}
         self.temp = Path(tempfile.mkdtemp(prefix="ray-", dir=_shared_tmp()))
         self.port = free_port()
-        self.node_ids: list[str] = []
+        self.used: set[int] = {self.port}  # every port this cluster's processes were given
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def _python(self) -> Path:
+        """The interpreter the nodes run. A raylet starts its workers through a shell without
+        quoting the interpreter's path, so a venv whose path has a space (a checkout in "work
+        dir/") cannot start any worker (`bash: /tmp/ci/work: No such file or directory`, and
+        tasks wait forever). The nodes then run a view of the same venv from this cluster's temp
+        dir (its own pyvenv.cfg, `bin/python` and `lib` linked to the real ones)."""
+        real = Path(sys.executable)
+        if " " not in str(real):
+            return real
+        venv = Path(sys.prefix)
+        view = self.temp / "venv"
+        if not view.exists():
+            (view / "bin").mkdir(parents=True)
+            shutil.copyfile(venv / "pyvenv.cfg", view / "pyvenv.cfg")
+            (view / "bin" / "python").symlink_to(real)
+            (view / "lib").symlink_to(venv / "lib")
+        return view / "bin" / "python"
+
+    def _ports(self, n: int) -> list[int]:
+        """`n` free ports no other process of this cluster has (free_port draws from the
+        kernel's ephemeral range, 32768 and up, which the workers' ranges stay below)."""
+        ports: list[int] = []
+        while len(ports) < n:
+            port = free_port()
+            if port not in self.used:
+                self.used.add(port)
+                ports.append(port)
+        return ports
+
+    def _worker_range(self, size: int = 200) -> range:
+        """A range of ports for one node's workers: below the ephemeral range (so no port drawn
+        by free_port, here or in a parallel test, falls inside it), every port free now."""
+        rng = random.Random()
+        for _ in range(100):
+            low = rng.randrange(20000, 32000 - size)
+            ports = range(low, low + size + 1)
+            if self.used.isdisjoint(ports) and all(_free(p) for p in ports):
+                self.used.update(ports)
+                return ports
+        raise AssertionError("no free range of worker ports below 32000")
+
     def _start(self, args: list[str]) -> None:
-        ray = Path(sys.executable).parent / "ray"
-        if not ray.exists():
+        if not (Path(sys.executable).parent / "ray").exists():
             raise ServiceUnavailable("ray is not installed (pip install -e '.[ray]')")
-        ports = [
+        names = [
             "--node-manager-port",
             "--object-manager-port",
             "--metrics-export-port",
             "--runtime-env-agent-port",
             "--dashboard-agent-grpc-port",
             "--dashboard-agent-listen-port",
+            "--ray-client-server-port",
+            "--dashboard-port",
         ]
-        low = free_port()
-        cmd = [str(ray), "start", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
-        cmd += [f"{p}={free_port()}" for p in ports]
-        # a worker port range of its own (workers bind them as they start)
-        cmd += [f"--min-worker-port={low}", f"--max-worker-port={low + 200}"]
+        workers = self._worker_range()
+        ports = dict(zip(names, self._ports(len(names)), strict=True))
+        if "--head" not in args:
+            for head_only in ("--ray-client-server-port", "--dashboard-port"):
+                ports.pop(head_only)
+        python = self._python()
+        cmd = [str(python), "-m", "ray.scripts.scripts", "start", "--node-ip-address=127.0.0.1"]
+        cmd += ["--disable-usage-stats", *(f"{k}={v}" for k, v in ports.items())]
+        cmd += [f"--min-worker-port={workers.start}", f"--max-worker-port={workers.stop - 1}"]
         env = {
-            "PATH": f"{ray.parent}:/usr/bin:/bin",
+            "PATH": f"{python.parent}:/usr/bin:/bin",
             "HOME": os.environ.get("HOME", "/tmp"),
             "RAY_USAGE_STATS_ENABLED": "0",
             **self.env,
@@ -387,8 +443,6 @@ class RayCluster:
                     "--num-cpus=0",
                     f"--temp-dir={self.temp}",
                     "--include-dashboard=false",
-                    f"--ray-client-server-port={free_port()}",
-                    f"--dashboard-port={free_port()}",
                 ]
             )
             for _ in range(self.n_nodes):

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,13 @@ class RayLauncher(ClusterLauncher):
         if ray.is_initialized():
             return
         address = self.opts.address or os.environ.get("RAY_ADDRESS") or "auto"
+        if " " in sys.executable:
+            log.warning(
+                "this Python's path has a space (%s): a Ray node started from it cannot start "
+                "workers (the raylet runs them through a shell, unquoted); start the nodes from "
+                "an environment whose path has none",
+                sys.executable,
+            )
         env = self._env()
         _probe(address)
         try:
