@@ -40,19 +40,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
+from conftest import TINY as CONFTEST_TINY  # noqa: E402
 from services import PgCluster, RayCluster, SlurmCluster  # noqa: E402
 
 TRIALS = 12
 JOBS = 4
-TINY = [
-    "model=tiny",
-    "data.train_size=160",
-    "data.eval_size=64",
-    "data.max_length=48",
-    "trainer.train_batch_size=16",
-    "trainer.eval_every=5",
-    "trainer.logging_every=5",
-    "hydra.sweeper.confirm.top_k=0",
+# the test suite's tiny trial (tests/conftest.py), with this script's own worker count per arm
+TINY = [o for o in CONFTEST_TINY if not o.startswith("hydra.sweeper.n_workers=")] + [
     "hydra.sweeper.heartbeat_interval=1",
     "trainer.threads=1",
 ]
