@@ -117,10 +117,11 @@ def test_a_trial_told_by_its_worker_is_not_failed_again(tmp_path):
 
 def test_a_jobs_context_holds_no_password_and_a_local_job_gets_it_back(monkeypatch):
     from sweep.core import trial_env
+    from sweep.core.config import strip_uri_password, uri_has_password
 
     url = "postgresql://optuna:p%40ss:w@db:5432/optuna"
-    bare = trial_env.without_password(url)
-    assert bare == "postgresql://optuna@db:5432/optuna" and not trial_env.has_password(bare)
+    bare = strip_uri_password(url)
+    assert bare == "postgresql://optuna@db:5432/optuna" and not uri_has_password(bare)
     key, token = trial_env.override(trial_env.TRIAL, {"spec": bare, "number": 3}).split("=", 1)
     assert key == "+hydra.job.env_set.SWEEP_TRIAL" and "p%40ss" not in token
     monkeypatch.setenv(trial_env.TRIAL, token)
@@ -131,7 +132,7 @@ def test_a_jobs_context_holds_no_password_and_a_local_job_gets_it_back(monkeypat
     monkeypatch.setenv(trial_env.STORAGE_URL, url)
     assert trial_env.with_local_password(bare) == url
     assert trial_env.with_local_password("postgresql://other@db/x") == "postgresql://other@db/x"
-    assert trial_env.without_password("journal:///a/b:c@d") == "journal:///a/b:c@d"
+    assert strip_uri_password("journal:///a/b:c@d") == "journal:///a/b:c@d"
 
 
 def test_only_cluster_launchers_get_the_remote_checks(tmp_path):

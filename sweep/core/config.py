@@ -428,6 +428,17 @@ def mask_uri(value: str) -> str:
     return _URI_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", value)
 
 
+def uri_has_password(value: str) -> bool:
+    """Whether `value` holds a URI with a password (what mask_uri would mask)."""
+    return bool(_URI_CREDENTIALS.search(value or ""))
+
+
+def strip_uri_password(value: str) -> str:
+    """`postgresql://user:pw@host/db` -> `postgresql://user@host/db` (libpq then reads
+    PGPASSWORD or ~/.pgpass)."""
+    return _URI_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}@", value or "")
+
+
 def mask_value(key: str, value: Any) -> Any:
     if value is None:
         return None

@@ -14,8 +14,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 from typing import Any
+
+from sweep.core.config import strip_uri_password
 
 TRIAL = "SWEEP_TRIAL"  # per job: its trial (study spec, number, parent run, objective)
 CONFIRM = "SWEEP_CONFIRM"  # per job: a confirmation run's context (sweep/search/confirm.py)
@@ -48,24 +49,11 @@ def from_env(name: str) -> dict[str, Any] | None:
     return decode(token) if token else None
 
 
-_PASSWORD = re.compile(r"^(?P<head>[a-zA-Z][\w+.-]*://[^:/@]*):[^@/]*@")
-
-
-def has_password(url: str) -> bool:
-    return bool(_PASSWORD.match(url or ""))
-
-
-def without_password(url: str) -> str:
-    """`postgresql://u:pw@h/db` -> `postgresql://u@h/db` (libpq then reads PGPASSWORD or
-    ~/.pgpass)."""
-    return _PASSWORD.sub(lambda m: m["head"] + "@", url or "")
-
-
 def with_local_password(url: str) -> str:
     """The URL a job connects with: the sweeper's own (with its password) when the job runs on
     the sweeper's machine and it is the same URL; else `url` as given."""
     local = os.environ.get(STORAGE_URL)
-    if local and without_password(local) == url:
+    if local and strip_uri_password(local) == url:
         return local
     return url
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from sweep.core import trial_env
-from sweep.core.config import mask_uri
+from sweep.core.config import mask_uri, uri_has_password
 from sweep.core.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -50,13 +49,13 @@ def check(launcher, storage_url: str, tracker_uri: str | None) -> None:
     engine = engine_of(launcher)
     if engine is None:
         return
-    if trial_env.has_password(storage_url):
+    if uri_has_password(storage_url):
         raise UserError(
             f"hydra.sweeper.storage has a password and {engine} jobs carry their config to other "
             "machines: drop it from the URL and give it to the nodes (PGPASSWORD or ~/.pgpass "
             "in the environment the jobs start with)"
         )
-    if tracker_uri and trial_env.has_password(tracker_uri):
+    if tracker_uri and uri_has_password(tracker_uri):
         raise UserError(
             f"tracking.uri has a password and {engine} jobs carry their config to other "
             "machines: drop it from the URL and set MLFLOW_TRACKING_USERNAME / "

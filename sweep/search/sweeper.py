@@ -53,6 +53,8 @@ from sweep.core.config import (
     mask_uri,
     redact,
     secret_values,
+    strip_uri_password,
+    uri_has_password,
     validate,
 )
 from sweep.core.errors import JobLost, UserError
@@ -467,16 +469,14 @@ class SweepRunner:
         self.local = bool(helpers.procs)  # it started helpers: it shows their trials too
         # what every job of this sweep is told (its trial number is added per job): in its
         # overrides, never through this process's environment, and without the password
-        spec = dataclasses.replace(
-            run.spec, storage_url=trial_env.without_password(run.storage_url)
-        )
+        spec = dataclasses.replace(run.spec, storage_url=strip_uri_password(run.storage_url))
         run.job_context = {
             "spec": spec.to_json(),
             "parent": run.parent.run_id or "",
             "objective": run.objective,
             "prune_on": o.prune_on or "",
         }
-        if trial_env.has_password(run.storage_url):
+        if uri_has_password(run.storage_url):
             os.environ[trial_env.STORAGE_URL] = run.storage_url  # jobs on this machine only
 
     def _loop(self, run: _Run) -> None:
