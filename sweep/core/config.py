@@ -404,7 +404,7 @@ def warmup_steps(cfg: DictConfig, total_steps: int) -> int:
 
 _SECRET_SEGMENTS = {"token", "password", "passwd", "secret", "apikey", "credentials"}
 _URI_CREDENTIALS = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@"
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@"
 )
 MASK = "***"
 
