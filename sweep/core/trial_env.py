@@ -44,6 +44,11 @@ def override(name: str, data: dict[str, Any]) -> str:
     return f"+hydra.job.env_set.{name}={encode(data)}"
 
 
+def is_context(override: str) -> bool:
+    """Whether `override` is one of these per-job context overrides (not configuration)."""
+    return override.startswith(tuple(f"+hydra.job.env_set.{n}=" for n in JOB_CONTEXT))
+
+
 def from_env(name: str) -> dict[str, Any] | None:
     token = os.environ.get(name)
     return decode(token) if token else None

@@ -14,6 +14,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sweep.core import trial_env
+
 
 def job_configs(
     hydra_context: HydraContext,
@@ -29,7 +31,7 @@ def job_configs(
             cfg.hydra.job.id = f"{cfg.hydra.job.name}_{idx}"
             cfg.hydra.job.num = idx
         # the per-job context token (sweep.core.trial_env) is long and means nothing to a reader
-        shown = [o for o in filter_overrides(overrides) if "env_set.SWEEP_" not in o]
+        shown = [o for o in filter_overrides(overrides) if not trial_env.is_context(o)]
         yield idx, cfg, " ".join(shown)
 
 

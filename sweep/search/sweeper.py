@@ -264,7 +264,7 @@ class _Run:
     exit_code: int = 0
     reason: str = ""  # why the sweep stopped before its budget, printed last
     launched: list[Launched] = field(default_factory=list)  # asked for, not yet told
-    job_context: dict[str, Any] = field(default_factory=dict)  # trial_env.TRIAL, less number
+    job_context: Any = None  # the TrialContext every job is told (trial_env.TRIAL), less number
 
 
 class SweepRunner:
@@ -470,12 +470,14 @@ class SweepRunner:
         # what every job of this sweep is told (its trial number is added per job): in its
         # overrides, never through this process's environment, and without the password
         spec = dataclasses.replace(run.spec, storage_url=strip_uri_password(run.storage_url))
-        run.job_context = {
-            "spec": spec.to_json(),
-            "parent": run.parent.run_id or "",
-            "objective": run.objective,
-            "prune_on": o.prune_on or "",
-        }
+        run.job_context = TrialContext(
+            study_name=run.study_name,
+            number=-1,  # each job's own, in _ask
+            parent_run_id=run.parent.run_id,
+            objective=run.objective,
+            prune_on=o.prune_on,
+            spec_json=spec.to_json(),
+        )
         if uri_has_password(run.storage_url):
             os.environ[trial_env.STORAGE_URL] = run.storage_url  # jobs on this machine only
 
@@ -551,9 +553,8 @@ class SweepRunner:
                 run.heartbeat.add(internals.trial_id(trial))
                 item.params = run.space.suggest(trial)
                 item.overrides = run.fixed + [to_override(k, v) for k, v in item.params.items()]
-                item.overrides.append(
-                    trial_env.override(trial_env.TRIAL, {**run.job_context, "number": trial.number})
-                )
+                job = dataclasses.replace(run.job_context, number=trial.number)
+                item.overrides.append(trial_env.override(trial_env.TRIAL, job.token()))
         return c
 
     def _interrupted(self, run: _Run) -> None:

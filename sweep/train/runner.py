@@ -147,8 +147,7 @@ def _hydra_overrides() -> list[str]:
     except ValueError:  # not under Hydra (reproduce)
         return []
     # the sweeper's per-job context (trial_env) is not configuration: left out
-    context = tuple(f"+hydra.job.env_set.{name}=" for name in trial_env.JOB_CONTEXT)
-    return [mask_override(o) for o in task if not o.startswith(context)]
+    return [mask_override(o) for o in task if not trial_env.is_context(o)]
 
 
 def protect_secrets(cfg: DictConfig) -> None:
