@@ -185,6 +185,25 @@ def sweep_study(workdir: Path, experiment: str, storage: str | None = None):
     return optuna.load_study(study_name=names[0], storage=opened)
 
 
+def running_trial_run(client_of, match, metric: str, alive, why, timeout: float = 300):
+    """A RUNNING MLflow run of the tiny sweeps' experiment for which `match(run)` holds, once it
+    has logged `metric`: polled while `alive()`, with the client `client_of()` gives (None while
+    the store is not there yet). Fails with `why()` when none shows up."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and alive():
+        time.sleep(0.5)
+        client = client_of()
+        exp = client.get_experiment_by_name("tiny-synthetic") if client is not None else None
+        if exp is None:
+            continue
+        for run in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'"):
+            if metric in run.data.metrics and match(run):
+                return run
+    raise AssertionError(f"no trial started: {why()}")
+
+
 def wait_for_metric(
     workdir: Path, proc, experiment: str, metric: str = "eval_f1", timeout: float = 180
 ):

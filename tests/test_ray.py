@@ -14,7 +14,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PRUNING, TINY, mlflow_client, run_train, runs_of, start_train
+from conftest import (
+    PRUNING,
+    TINY,
+    mlflow_client,
+    run_train,
+    running_trial_run,
+    runs_of,
+    start_train,
+)
 from optuna.trial import TrialState
 from services import (
     MlflowServer,
@@ -79,22 +87,17 @@ def _node_of(run) -> str:
     return node.split()[1]
 
 
-def _running_run(workdir: Path, proc, timeout: float = 240):
-    """A trial's MLflow run that has logged a first evaluation while the sweep runs."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-        if not (workdir / "mlflow.db").exists():
-            continue
-        client = mlflow_client(workdir)
-        exp = client.get_experiment_by_name(EXPERIMENT)
-        if exp is None:
-            continue
-        for run in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'"):
-            if "sweep.node" in run.data.tags and "eval_f1" in run.data.metrics:
-                return run
-    log = (workdir / "train.log").read_text()[-3000:]
-    raise AssertionError(f"no trial started on the cluster: {log}")
+def _running_run(workdir: Path, proc):
+    """A trial's MLflow run that has logged a first evaluation on a Ray node."""
+    store = workdir / "mlflow.db"
+    return running_trial_run(
+        lambda: mlflow_client(workdir) if store.exists() else None,
+        lambda run: "sweep.node" in run.data.tags,
+        "eval_f1",
+        lambda: proc.poll() is None,
+        lambda: (workdir / "train.log").read_text()[-3000:],
+        timeout=240,
+    )
 
 
 def test_a_password_in_the_storage_url_is_refused_before_any_job(workdir):

@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PRUNING, ROOT, TINY, mlflow_client, run_train, runs_of, start_train
+from conftest import (
+    PRUNING,
+    ROOT,
+    TINY,
+    mlflow_client,
+    run_train,
+    running_trial_run,
+    runs_of,
+    start_train,
+)
 from optuna.trial import TrialState
 from services import MlflowServer, PgCluster, ServiceUnavailable, SlurmCluster, unavailable
 
@@ -61,21 +70,15 @@ def _study(storage: str, env: dict | None = None):
         os.environ.update(saved)
 
 
-def _running_run(client_of, proc, log: Path, timeout: float = 300):
+def _running_run(client_of, proc, log: Path):
     """A trial's MLflow run that has logged a first evaluation inside a SLURM job."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-        client = client_of()
-        if client is None:
-            continue
-        exp = client.get_experiment_by_name(EXPERIMENT)
-        if exp is None:
-            continue
-        for run in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'"):
-            if "sweep.slurm.job_id" in run.data.tags and "eval_loss" in run.data.metrics:
-                return run
-    raise AssertionError(f"no trial started in a SLURM job: {log.read_text()[-3000:]}")
+    return running_trial_run(
+        client_of,
+        lambda run: "sweep.slurm.job_id" in run.data.tags,
+        "eval_loss",
+        lambda: proc.poll() is None,
+        lambda: log.read_text()[-3000:],
+    )
 
 
 def test_driver_mode_one_job_per_trial_and_a_cancelled_job_fails_only_its_trial(
@@ -187,26 +190,14 @@ def test_worker_mode_job_array_with_a_cancelled_task(slurm, workdir):
     )
     array = out.stdout.strip().split(";")[0]
 
-    def running_task():
-        if not (workdir / "mlflow.db").exists():
-            return None
-        client = mlflow_client(workdir)
-        exp = client.get_experiment_by_name(EXPERIMENT)
-        runs = (
-            client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'") if exp else []
-        )
-        for run in runs:
-            task = run.data.tags.get("sweep.slurm.job_id", "")
-            if task.startswith(f"{array}_") and "eval_f1" in run.data.metrics:
-                return run
-        return None
-
-    deadline = time.time() + 300
-    victim = None
-    while victim is None and time.time() < deadline:
-        time.sleep(0.5)
-        victim = running_task()
-    assert victim is not None, slurm.squeue()
+    store = workdir / "mlflow.db"
+    victim = running_trial_run(
+        lambda: mlflow_client(workdir) if store.exists() else None,
+        lambda run: run.data.tags.get("sweep.slurm.job_id", "").startswith(f"{array}_"),
+        "eval_f1",
+        lambda: True,
+        lambda: str(slurm.squeue()),
+    )
     subprocess.run(["scancel", victim.data.tags["sweep.slurm.job_id"]], env=env, check=True)
     deadline = time.time() + 600
     while slurm.squeue() and time.time() < deadline:
