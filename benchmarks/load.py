@@ -92,7 +92,7 @@ def verify(storage: str, tracking_uri: str, n_trials: int, pids: dict[int, int])
     from mlflow import MlflowClient
     from optuna.trial import TrialState
 
-    from sweep.search.study import PID, RETRY_OF, RUN_ID, counted, open_storage
+    from sweep.search.study import FAIL_REASON, PID, RETRY_OF, RUN_ID, counted, open_storage
 
     problems: list[str] = []
     study = optuna.load_study(study_name=STUDY, storage=open_storage(storage))
@@ -147,6 +147,15 @@ def verify(storage: str, tracking_uri: str, n_trials: int, pids: dict[int, int])
         "states": dict(states),
         "failures": states.get("FAIL", 0),
         "retries": sum(RETRY_OF in t.system_attrs for t in trials),
+        # why each failed trial failed, and which worker ran it (a failure is never expected here)
+        "fail_reasons": {
+            str(t.number): {
+                "worker": pids.get(int(t.system_attrs.get(PID, -1))),
+                "reason": t.system_attrs.get(FAIL_REASON, "no reason recorded"),
+            }
+            for t in trials
+            if t.state == TrialState.FAIL
+        },
         "per_worker_trials": {str(k): v for k, v in sorted(per_worker.items())},
         "child_runs": len(children),
         "parent_runs": len(parents),
@@ -231,9 +240,11 @@ def main(argv=None) -> int:
         bad_exit = {str(i): c for i, c in codes.items() if c != 0}
         if bad_exit:
             result["problems"].append(f"workers exited non-zero or timed out: {bad_exit}")
-            for i in bad_exit:
-                tail = (base / f"worker{i}" / "worker.log").read_text()[-2000:]
-                print(f"--- worker {i} log tail ---\n{tail}", file=sys.stderr)
+        failed = result["fail_reasons"].values()
+        failed_in = {str(f["worker"]) for f in failed if f["worker"] is not None}
+        for i in sorted(set(bad_exit) | failed_in):
+            tail = (base / f"worker{i}" / "worker.log").read_text()[-2000:]
+            print(f"--- worker {i} log tail ---\n{tail}", file=sys.stderr)
         record = {
             "benchmark": "load",
             "date": dt.datetime.now().isoformat(timespec="seconds"),

@@ -225,6 +225,45 @@ def test_three_workers_share_one_study(team, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.postgres
+def test_runs_logging_the_same_new_data_set_at_once_all_get_it(team):
+    """Workers that start together log the same new data set into their runs at the same moment:
+    the server looks it up, then inserts it, so all but one lost that race with a duplicate key
+    (found by the load benchmark: trial 0 of one worker FAILED). Every run must get its input."""
+    import threading
+    import uuid
+
+    from sweep.track.tracking import DatasetRecord, Tracker
+
+    experiment = f"same-data-{uuid.uuid4().hex[:8]}"
+    trackers = [Tracker(team.uri, experiment) for _ in range(8)]
+    for i, t in enumerate(trackers):
+        t.start(f"run-{i}")
+    errors = []
+    digests = [uuid.uuid4().hex[:8] for _ in range(4)]  # data sets the store has never seen
+    for digest in digests:  # a race: several rounds, so that losing it is all but certain
+        record = DatasetRecord("synthetic", "train", digest, "code", '{"generated": 1}', 160)
+        together = threading.Barrier(len(trackers))
+
+        def log(t: Tracker, record=record, together=together) -> None:
+            together.wait()
+            try:
+                t.log_datasets([record])
+            except Exception as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(e)
+
+        threads = [threading.Thread(target=log, args=(t,)) for t in trackers]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=120)
+    assert not errors, errors
+    client = team.client()
+    for t in trackers:
+        inputs = client.get_run(t.run_id).inputs.dataset_inputs
+        assert sorted(i.dataset.digest for i in inputs) == sorted(digests)
+        t.end()
+
+
 def test_killed_worker_trial_is_retried_and_budget_holds(team, tmp_path):
     from optuna.trial import TrialState
 
@@ -565,7 +604,9 @@ def test_load_benchmark_ci_size(tmp_path):
     assert result["ok"] is True and result["trials_finished"] == 9
     assert sum(result["per_worker_trials"].values()) == 9
     assert set(result["per_worker_trials"]) <= {"0", "1", "2"}  # each trial ran in a worker
-    assert result["failures"] == result["retries"] == 0
+    # the reasons, and the failing worker's log tail (stderr), say what went wrong
+    why = (result["fail_reasons"], proc.stderr[-4000:])
+    assert result["failures"] == result["retries"] == 0, why
     assert result["child_runs"] == result["trials_total"] == 9 and result["parent_runs"] == 1
     # the throughput is what the run did: 9 trials over the workers' wall time
     assert result["wall_s"] > 0

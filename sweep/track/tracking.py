@@ -350,8 +350,12 @@ class Tracker(NullTracker):
         tags = {k: str(v) for k, v in (tags or {}).items()}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
-        self.run_id = run.info.run_id
+        # on SQLite, a Ctrl-C held back during create_run is raised when it returns: only once
+        # the run's id is kept, so the caller can close the run it made
+        sqlite = isinstance(self.client, _Uninterrupted)
+        with uninterrupted() if sqlite else contextlib.nullcontext():
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+            self.run_id = run.info.run_id
 
     def attach(self, run_id: str) -> None:
         """Continue an existing run (a resumed checkpointed run, a sweep's parent)."""
@@ -437,8 +441,18 @@ class Tracker(NullTracker):
             )
             for d in datasets
         ]
-        if inputs:
-            self.client.log_inputs(self.run_id, datasets=inputs)
+        for attempt in range(3):
+            try:
+                if inputs:
+                    self.client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except Exception as e:
+                # the store looks a data set up, then inserts it: runs that log the same new data
+                # set at once (a sweep's workers starting together) race, and all but one get
+                # "duplicate key" with nothing written. Again, the data set is found and reused
+                if attempt == 2 or not _lost_insert_race(e):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id is None:
@@ -453,6 +467,12 @@ class Tracker(NullTracker):
             with contextlib.suppress(Exception):  # the store is still down; said in the log
                 self.set_tags({"sweep.missing_metric_steps": steps})
         self.client.set_terminated(self.run_id, status=status)
+
+
+def _lost_insert_race(e: Exception) -> bool:
+    """A store's unique-key violation as MLflow passes it on (PostgreSQL, MySQL, SQLite)."""
+    text = str(e).lower()
+    return any(s in text for s in ("duplicate key", "unique constraint", "duplicate entry"))
 
 
 def get_or_create_experiment(c, uri: str, name: str) -> str:
