@@ -125,6 +125,47 @@ def test_ctrl_c_ends_the_run_killed_and_keeps_its_metrics(workdir):
     assert "interrupted" in (workdir / "train.log").read_text()
 
 
+@pytest.mark.parametrize("store_call", ["create_run", "set_terminated"])
+def test_a_ctrl_c_while_the_run_is_created_or_ended_leaves_it_killed(
+    tmp_path, monkeypatch, store_call
+):
+    """A Ctrl-C during one SQLite write is held back until the write returns (a sweep's
+    confirmation run was once left RUNNING: the Ctrl-C came as its create_run returned, before
+    anything could close it). Here the real store, with a Ctrl-C sent from inside one call."""
+    from sweep.track import tracking
+    from sweep.train.runner import run_job
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    real = tracking.client(uri)
+    sent = []
+
+    class CtrlCInside:
+        def __getattr__(self, name):
+            attr = getattr(real, name)
+            if name != store_call:
+                return attr
+
+            def call(*args, **kwargs):
+                out = attr(*args, **kwargs)
+                if not sent:
+                    sent.append(name)
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.2)  # the default handler would have raised in here
+                return out
+
+            return call
+
+    monkeypatch.setattr(tracking, "client", lambda _uri: CtrlCInside())
+    cfg = compose([*TINY, f"tracking.uri={uri}", "trainer.max_steps=5"])
+    with pytest.raises(KeyboardInterrupt):
+        run_job(cfg)
+    assert sent == [store_call]
+    (run,) = runs_of(real, "tiny-synthetic")
+    assert run.info.status == "KILLED"
+    if store_call == "set_terminated":  # it trained to the end, but its outcome never returned
+        assert run.data.tags["sweep.steps"] == "5"
+
+
 def test_checkpointed_run_resumes_after_a_kill(workdir):
     args = [
         *TINY,

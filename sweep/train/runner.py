@@ -203,16 +203,14 @@ def run_job(
     prepared = None if ctx is not None else loop.prepare(cfg)
     tags = _start_tags(cfg, ctx, extra_tags)
     prune_hook = _prune_hook(cfg, ctx)
-    trial = ctx.trial if ctx is not None else None
     parent = confirm.parent_run_id if confirm is not None else ctx and ctx.parent_run_id
     name = run_name(cfg, ctx)
     if confirm is not None:
         name = f"confirm trial-{confirm.trial} seed={confirm.seed} {name}"
-    tracker.start(name, tags=tags, parent_run_id=parent)
-    if trial is not None and tracker.run_id:
-        trial.set_user_attr("mlflow_run_id", tracker.run_id)
     save_to = confirm.save_dir if confirm is not None else None
-    result = _train_in_run(cfg, ctx, tracker, prepared, prune_hook, save_to)
+    result = _train_in_run(
+        cfg, ctx, tracker, prepared, prune_hook, save_to, start=(name, tags, parent)
+    )
     return _finish(cfg, ctx, tracker, result, want_outcome)
 
 
@@ -263,14 +261,21 @@ def _prune_hook(cfg: DictConfig, ctx: TrialContext | None):
 
 
 def _train_in_run(
-    cfg: DictConfig, ctx: TrialContext | None, tracker, prepared, prune_hook, save_to=None
+    cfg: DictConfig, ctx: TrialContext | None, tracker, prepared, prune_hook, save_to, start
 ):
-    """Log the config and data into the started run and train; any error closes the run (KILLED
-    on an interrupt, FAILED otherwise) before it propagates."""
+    """Start the run (`start`: name, tags, parent run id), log the config and data into it and
+    train; any error closes the run (KILLED on an interrupt, FAILED otherwise) before it
+    propagates. The start is inside the guard: a Ctrl-C held back during the run's creation
+    arrives as soon as the store call returns, and must not leave the new run RUNNING."""
     from sweep.track.tracking import dataset_records, params_of
     from sweep.train import loop
 
+    name, tags, parent = start
     try:
+        tracker.start(name, tags=tags, parent_run_id=parent)
+        trial = ctx.trial if ctx is not None else None
+        if trial is not None and tracker.run_id:
+            trial.set_user_attr("mlflow_run_id", tracker.run_id)
         tracker.log_params(params_of(resolved(cfg)))
         tracker.log_text(config_yaml(cfg), "config.yaml")
         prepared = prepared or loop.prepare(cfg)
@@ -287,7 +292,7 @@ def _train_in_run(
             cfg, tracker, prune_hook=prune_hook, prepared=prepared, save_to=save_to
         )
     except KeyboardInterrupt:
-        _close(tracker, "KILLED", ctx and {"optuna.state": "FAIL", "sweep.interrupted": "true"})
+        _close_interrupted(tracker, ctx)
         raise
     except BaseException as e:
         _close(tracker, "FAILED", ctx and {"optuna.state": "FAIL", "sweep.error": str(e)[:500]})
@@ -314,8 +319,12 @@ def _finish(cfg: DictConfig, ctx: TrialContext | None, tracker, result, want_out
     }
     if ctx is not None:
         end_tags["optuna.state"] = state
-    tracker.set_tags(end_tags)
-    tracker.end("FAILED" if state == "FAIL" else "FINISHED")
+    try:
+        tracker.set_tags(end_tags)
+        tracker.end("FAILED" if state == "FAIL" else "FINISHED")
+    except KeyboardInterrupt:  # the outcome is not returned, so the run must not say FINISHED
+        _close_interrupted(tracker, ctx)
+        raise
     log.info(
         "%s: %s=%.4f after %d/%d steps (%s) in %.1fs",
         run_name(cfg, ctx),
@@ -346,7 +355,13 @@ def prune_sign(metric: str, direction: str) -> int:
     return -1 if metric_direction(metric) != direction else 1
 
 
+def _close_interrupted(tracker, ctx: TrialContext | None) -> None:
+    _close(tracker, "KILLED", ctx and {"optuna.state": "FAIL", "sweep.interrupted": "true"})
+
+
 def _close(tracker, status: str, tags: dict | None) -> None:
+    if tracker.run_id is None:  # interrupted before the run existed (or no tracking)
+        return
     try:
         if tags:
             tracker.set_tags(tags)
