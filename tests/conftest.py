@@ -175,14 +175,25 @@ def mlflow_client(workdir: Path):
 def sweep_study(workdir: Path, experiment: str, storage: str | None = None):
     """The one Optuna study a sweep made in `workdir`'s default journal for `experiment` (its
     name carries the sweep's identity: `<experiment>-<8 hex>`)."""
+    study = study_if_made(workdir, experiment, storage)
+    assert study is not None, f"expected one study for {experiment}, found none"
+    return study
+
+
+def study_if_made(workdir: Path, experiment: str, storage: str | None = None):
+    """For polling while a sweep starts: its study, or None while there is none yet (the journal
+    file exists a moment before the study does). More than one study is still an error."""
     import optuna
 
     from sweep.search.study import open_storage
 
-    opened = open_storage(storage or f"journal://{workdir / '.sweep' / (experiment + '.journal')}")
+    journal = workdir / ".sweep" / (experiment + ".journal")
+    if storage is None and not journal.exists():
+        return None
+    opened = open_storage(storage or f"journal://{journal}")
     names = optuna.study.get_all_study_names(storage=opened)
-    assert len(names) == 1, f"expected one study, found {names}"
-    return optuna.load_study(study_name=names[0], storage=opened)
+    assert len(names) <= 1, f"expected one study, found {names}"
+    return optuna.load_study(study_name=names[0], storage=opened) if names else None
 
 
 def running_trial_run(client_of, match, metric: str, alive, why, timeout: float = 300):

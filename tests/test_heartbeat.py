@@ -19,7 +19,7 @@ import time
 import warnings
 
 import pytest
-from conftest import TINY, TRAIN, start_train, sweep_study
+from conftest import TINY, TRAIN, start_train, study_if_made, sweep_study
 from optuna.trial import TrialState
 from services import unavailable
 
@@ -58,15 +58,14 @@ def _other_host(cmd: list[str]) -> list[str] | None:
 
 def _running_on(workdir, host: str, timeout: float, proc):
     """A RUNNING trial claimed by a worker on `host` that has reported an evaluation."""
-    journal = workdir / ".sweep" / "tiny-synthetic.journal"
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
-        if not journal.exists():
-            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            study = sweep_study(workdir, "tiny-synthetic")
+            study = study_if_made(workdir, "tiny-synthetic")
+        if study is None:
+            continue
         for t in study.get_trials(states=(TrialState.RUNNING,)):
             if t.system_attrs.get(study_mod.HOST) == host and t.intermediate_values:
                 return t

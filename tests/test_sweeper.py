@@ -21,6 +21,7 @@ from conftest import (
     run_train,
     runs_of,
     start_train,
+    study_if_made,
     sweep_study,
 )
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -311,10 +312,10 @@ def _wait_for_trials(
     deadline = time.time() + timeout
     while time.time() < deadline:
         time.sleep(poll)
-        try:
-            trials = study_of(workdir).trials
-        except Exception:  # noqa: BLE001 - the study may not exist yet
+        study = study_if_made(workdir, EXPERIMENT)
+        if study is None:
             continue
+        trials = study.trials
         training = any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials)
         if sum(t.state.is_finished() for t in trials) >= n and (not running or training):
             return
@@ -408,10 +409,8 @@ def test_interrupted_local_workers_resume_to_exactly_n_trials(workdir):
     # of every trial between its first evaluation (step 5) and step 70, so while the two run
     # trials side by side, whatever their phase, such a moment comes in every trial
     while time.time() < deadline and proc.poll() is None:
-        try:
-            running = study_of(workdir).get_trials(states=(TrialState.RUNNING,))
-        except Exception:  # noqa: BLE001 - the journal exists a moment before the study does
-            running = []
+        study = study_if_made(workdir, EXPERIMENT)
+        running = study.get_trials(states=(TrialState.RUNNING,)) if study else []
         started = [t for t in running if t.intermediate_values and max(t.intermediate_values) < 70]
         if len({t.system_attrs.get(PID) for t in started} - {None}) == 2:
             break
