@@ -225,17 +225,17 @@ def test_three_workers_share_one_study(team, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_runs_logging_the_same_new_data_set_at_once_all_get_it(team):
-    """Workers that start together log the same new data set into their runs at the same moment:
-    the server looks it up, then inserts it, so all but one lost that race with a duplicate key
-    (found by the load benchmark: trial 0 of one worker FAILED). Every run must get its input."""
+def _log_the_same_new_data_at_once(uri: str) -> None:
+    """Eight runs log the same new data set at the same moment, four times over: every run must
+    get every input. The store looks a data set up, then inserts it; all but one run lost that
+    race with a duplicate key (found by the load benchmark: trial 0 of one worker FAILED)."""
     import threading
     import uuid
 
-    from sweep.track.tracking import DatasetRecord, Tracker
+    from sweep.track.tracking import DatasetRecord, Tracker, client
 
     experiment = f"same-data-{uuid.uuid4().hex[:8]}"
-    trackers = [Tracker(team.uri, experiment) for _ in range(8)]
+    trackers = [Tracker(uri, experiment) for _ in range(8)]
     for i, t in enumerate(trackers):
         t.start(f"run-{i}")
     errors = []
@@ -257,11 +257,20 @@ def test_runs_logging_the_same_new_data_set_at_once_all_get_it(team):
         for th in threads:
             th.join(timeout=120)
     assert not errors, errors
-    client = team.client()
     for t in trackers:
-        inputs = client.get_run(t.run_id).inputs.dataset_inputs
+        inputs = client(uri).get_run(t.run_id).inputs.dataset_inputs
         assert sorted(i.dataset.digest for i in inputs) == sorted(digests)
         t.end()
+
+
+def test_runs_logging_the_same_new_data_set_at_once_all_get_it(team):
+    """Through an `mlflow server` on PostgreSQL (a team's workers starting together)."""
+    _log_the_same_new_data_at_once(team.uri)
+
+
+def test_runs_logging_the_same_new_data_set_at_once_into_sqlite(tmp_path):
+    """Into a SQLite file (local workers starting together)."""
+    _log_the_same_new_data_at_once(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
 def test_killed_worker_trial_is_retried_and_budget_holds(team, tmp_path):
