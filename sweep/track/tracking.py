@@ -441,10 +441,11 @@ class Tracker(NullTracker):
             )
             for d in datasets
         ]
+        if not inputs:
+            return
         for attempt in range(3):
             try:
-                if inputs:
-                    self.client.log_inputs(self.run_id, datasets=inputs)
+                self.client.log_inputs(self.run_id, datasets=inputs)
                 return
             except Exception as e:
                 # the store looks a data set up, then inserts it: runs that log the same new data
