@@ -469,8 +469,9 @@ def per_seed(results: list[dict]) -> str:
     """Every seed of the equal-wall-time comparison, side by side."""
     by = {(r["arm"], r["seed"]): r for r in results}
     rows = [
-        "\n| seed | hf wall (s) | ours wall (s) | hf test_f1 | ours test_f1 | difference |",
-        "|---|---|---|---|---|---|",
+        "\n| seed | hf wall (s) | ours wall (s) | hf test_f1 | ours test_f1 | difference "
+        "| hf best eval_f1 | ours winner eval_f1 (confirmed) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for seed in sorted({r["seed"] for r in results}):
         h, o = by.get(("hf_default", seed)), by.get(("ours_equal_time", seed))
@@ -478,7 +479,8 @@ def per_seed(results: list[dict]) -> str:
             continue
         rows.append(
             f"| {seed} | {h['wall_s']} | {o['wall_s']} | {h['test_f1']:.4f} | "
-            f"{o['test_f1']:.4f} | {o['test_f1'] - h['test_f1']:+.4f} |"
+            f"{o['test_f1']:.4f} | {o['test_f1'] - h['test_f1']:+.4f} | "
+            f"{h['winner_eval_f1']:.4f} | {o['winner_eval_f1']:.4f} |"
         )
     return "\n".join(rows)
 
@@ -498,6 +500,25 @@ def paired_diff(
     if len(seeds) < 2:
         return f"{mean:+.4f} (1 seed)"
     return f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}] over {len(seeds)} seeds"
+
+
+def recorded(a: argparse.Namespace) -> list[dict]:
+    """The lines of benchmarks/results.jsonl that --table-since selects, the latest per
+    (arm, seed)."""
+    latest: dict[tuple, dict] = {}
+    for text in (ROOT / "benchmarks" / "results.jsonl").read_text().splitlines():
+        r = json.loads(text)
+        if (
+            r.get("benchmark") == "hpsearch"
+            and r["date"] >= a.table_since
+            and r.get("data", "synthetic") == a.data
+            and r.get("n_trials") == a.trials
+            and r.get("set", []) == a.set
+            and r["arm"] in a.arms
+            and r["seed"] in a.seeds
+        ):
+            latest[(r["arm"], r["seed"])] = r  # the file is in date order
+    return list(latest.values())
 
 
 def main() -> None:
@@ -535,6 +556,14 @@ def main() -> None:
         help="ours_equal_time: the share of hf_default's wall time left for ours' confirmation "
         "stage after its search's timeout (default 0.25)",
     )
+    ap.add_argument(
+        "--table-since",
+        metavar="DATE",
+        help="run nothing: make the table from benchmarks/results.jsonl, from the lines of "
+        "this benchmark dated DATE (e.g. 2026-12-04T22:35) or later with the same --data, "
+        "--trials and --set, for the given --arms and --seeds (a seed's latest line per arm); "
+        "for a protocol whose seeds ran in more than one sitting",
+    )
     ap.add_argument("--timeout", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -546,6 +575,12 @@ def main() -> None:
         run_arm(a)
         return
 
+    if a.table_since:
+        results = recorded(a)
+        if not results:
+            sys.exit(f"no line in benchmarks/results.jsonl matches (since {a.table_since})")
+        print(table(results))
+        return
     if "ours_equal_time" in a.arms:
         a.test = True
         if "hf_default" not in a.arms:
