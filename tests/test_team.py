@@ -223,8 +223,6 @@ def test_three_workers_share_one_study(team, tmp_path):
     assert team.client().get_run(parent.info.run_id).info.status == "FINISHED"
 
 
-@pytest.mark.slow
-@pytest.mark.postgres
 def _log_the_same_new_data_at_once(uri: str) -> None:
     """Eight runs log the same new data set at the same moment, four times over: every run must
     get every input. The store looks a data set up, then inserts it; all but one run lost that
@@ -257,12 +255,15 @@ def _log_the_same_new_data_at_once(uri: str) -> None:
         for th in threads:
             th.join(timeout=120)
     assert not errors, errors
+    store = client(uri)
     for t in trackers:
-        inputs = client(uri).get_run(t.run_id).inputs.dataset_inputs
+        inputs = store.get_run(t.run_id).inputs.dataset_inputs
         assert sorted(i.dataset.digest for i in inputs) == sorted(digests)
         t.end()
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_runs_logging_the_same_new_data_set_at_once_all_get_it(team):
     """Through an `mlflow server` on PostgreSQL (a team's workers starting together)."""
     _log_the_same_new_data_at_once(team.uri)
