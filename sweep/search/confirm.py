@@ -300,14 +300,10 @@ def log_model(uri: str, run_id: str, model_path: str, name: str) -> str:
     """Log the served pyfunc on `run_id`, register it as `name`, point `champion` at it.
     Returns `models:/<name>/<version>`."""
     import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
 
     from sweep.track import served
 
-    example = pd.DataFrame({"text": ["a quietly moving film", "dull and far too long"]})
-    output = pd.DataFrame({"label": ["a", "b"], "probabilities": [[0.5, 0.5], [0.5, 0.5]]})
-    signature = infer_signature(example, output)
+    signature, example = served.signature()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
     versions = {

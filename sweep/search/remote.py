@@ -45,7 +45,7 @@ def this_host_only(url: str) -> bool:
     return (parts.hostname or "") in _LOOPBACK
 
 
-def check(launcher, storage_url: str, tracker_uri: str | None) -> None:
+def check(launcher, storage_url: str, tracker_uri: str | None, config=None) -> None:
     engine = engine_of(launcher)
     if engine is None:
         return

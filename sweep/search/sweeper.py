@@ -360,7 +360,7 @@ class SweepRunner:
             return None
         if tracker_uri:
             tracking.check_reachable(tracker_uri, base.tracking.connect_timeout)
-        remote.check(self.launcher, storage_url, tracker_uri)  # before any job is submitted
+        remote.check(self.launcher, storage_url, tracker_uri, base)  # before any job is submitted
         return _Run(
             secrets=secrets,
             space=space,

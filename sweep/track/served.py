@@ -72,6 +72,16 @@ def as_texts(model_input) -> list[str]:
     return [str(model_input)]
 
 
+def signature():
+    """The logged model's signature and input example: a DataFrame with a `text` column in,
+    `label` and `probabilities` out."""
+    from mlflow.models import infer_signature
+
+    example = pd.DataFrame({"text": ["a quietly moving film", "dull and far too long"]})
+    output = pd.DataFrame({"label": ["a", "b"], "probabilities": [[0.5, 0.5], [0.5, 0.5]]})
+    return infer_signature(example, output), example
+
+
 class TextClassifierModel(mlflow.pyfunc.PythonModel):
     """pyfunc: `predict(DataFrame{text})` -> DataFrame{label, probabilities}."""
 
