@@ -113,6 +113,9 @@ def confirm(
     if choice.winner is None:
         rep._warn("error: no winner: some confirmation runs did not finish")
         return 1
+    if choice.error:
+        rep._warn(f"error: {choice.error}")
+        return 1
     return 0
 
 

@@ -26,6 +26,7 @@ STORAGE_URL = "SWEEP_STORAGE_URL"
 # local helper workers (sweep/search/workers.py)
 HELPER_OF = "SWEEP_HELPER_OF"  # set in a helper's environment: the main worker's pid
 HELPER_READY = "SWEEP_HELPER_READY"  # the file the main worker writes once the stores exist
+HELPER_KEY = "SWEEP_HELPER_KEY"  # the main worker's key: names its records in the study
 
 JOB_CONTEXT = (TRIAL, CONFIRM, STORAGE_URL)
 

@@ -23,8 +23,10 @@ met) and by `python -m sweep confirm`:
    is the best mean (ties: the better search value). Its run is the confirmation run of the winning
    configuration with the best value.
 5. `finalize`: the test split scored once with the served model on the winner run (`test_loss`,
-   `test_accuracy`, `test_f1`), the pyfunc model logged and registered under the experiment's name
-   with alias `champion`, `sweep.winner=true` on that run and on no other run of the sweep.
+   `test_accuracy`, `test_f1`), `sweep.winner=true` on that run and on no other run of the sweep,
+   the pyfunc model logged on it (never re-opening the finished run) and registered under the
+   experiment's name with alias `champion`. A failed registration is retried by the next run of
+   the stage without scoring the test split again.
 """
 
 from __future__ import annotations
@@ -218,6 +220,7 @@ class Choice:
     test: dict[str, float] = field(default_factory=dict)
     model: str = ""  # models:/<name>/<version>, once registered
     notes: list[str] = field(default_factory=list)
+    error: str = ""  # the winner could not be finished (its model not registered): one line
 
     def table(self) -> str:
         lines = ["confirmation (mean +- std over new training seeds; * the winner)"]
@@ -296,31 +299,43 @@ def test_metrics(model_path: str, test, positive: int | None) -> dict[str, float
     }
 
 
-def log_model(uri: str, run_id: str, model_path: str, name: str) -> str:
-    """Log the served pyfunc on `run_id`, register it as `name`, point `champion` at it.
-    Returns `models:/<name>/<version>`."""
+def log_model(uri: str, run_id: str, model_path: str) -> str:
+    """Log the served pyfunc on the finished run `run_id` without re-opening it (a failure here
+    leaves the run as it was: FINISHED, with its metrics). Returns the logged model's URI."""
     import mlflow
+    from mlflow.models import Model
 
     from sweep.track import served
 
     signature, example = served.signature()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
+    # the logged model belongs to its run's experiment (without a run, MLflow takes the active one)
+    mlflow.set_experiment(experiment_id=mlflow.MlflowClient(uri).get_run(run_id).info.experiment_id)
     versions = {
         pkg: _version(pkg) for pkg in ("mlflow", "torch", "transformers", "pandas", "numpy")
     }
-    reqs = [f"{pkg}=={v}" for pkg, v in versions.items() if v]
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=served.__file__,
-            artifacts={"model": model_path},
-            signature=signature,
-            input_example=example,
-            pip_requirements=reqs,
-            registered_model_name=name,
-        )
-    version = str(info.registered_model_version)
+    info = Model.log(
+        artifact_path=None,
+        name="model",
+        flavor=mlflow.pyfunc,
+        run_id=run_id,
+        python_model=served.__file__,
+        artifacts={"model": model_path},
+        signature=signature,
+        input_example=example,
+        pip_requirements=[f"{pkg}=={v}" for pkg, v in versions.items() if v],
+    )
+    return info.model_uri
+
+
+def register_model(uri: str, model_uri: str, name: str) -> str:
+    """Register a logged model as `name` and point `champion` at the new version. Returns
+    `models:/<name>/<version>`."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    version = str(mlflow.register_model(model_uri, name).version)
     mlflow.MlflowClient(uri).set_registered_model_alias(name, CHAMPION, version)
     return f"models:/{name}/{version}"
 
@@ -356,38 +371,76 @@ def finalize(
     model_root: str,
     config_of: Callable[[str], Any],
 ) -> None:
-    """Score the winner on the test split once, log and register its model, tag it. A winner
-    already finalized (tagged, registered) is only read back: re-running changes nothing."""
+    """Score the winner on the test split, tag it, log and register its model. Each step leaves
+    its mark on the winner run (its test metrics, `sweep.logged_model`, `sweep.model`), so a
+    re-run (after a failure or a Ctrl-C) does only what is missing, and the test split is scored
+    once, ever. A failed registration leaves the run FINISHED with its test metrics and says so
+    in `choice.error`; re-running the sweep or `python -m sweep confirm` registers it."""
     from sweep.track import tracking
 
     if choice.winner_run is None:
         return
     client = tracking.client(uri)
-    run = client.get_run(choice.winner_run.run_id)
-    tags = run.data.tags
-    if tags.get("sweep.winner") == "true" and tags.get("sweep.model"):
-        choice.test = {k: v for k, v in run.data.metrics.items() if k in TEST_METRICS}
-        choice.model = tags["sweep.model"]
-        return
-    cfg = config_of(run.info.run_id)
     d = choice.winner_run
+    run = client.get_run(d.run_id)
     path = saved_model(model_root, choice.winner.candidate.number, d.seed)
-    if not os.path.isfile(os.path.join(path, "serving.json")):
-        choice.notes.append(
-            f"the winner's model was not found in {path} (its run was on another machine, or "
-            "the folder was removed): trained again with its logged config"
-        )
-        _train_again(cfg, path)
-    _score_on_test(choice, cfg, client, uri, experiment, path)
-    choice.model = log_model(uri, d.run_id, path, registry_name(experiment))
-    client.set_tag(d.run_id, "sweep.model", choice.model)
+    model = _Model(path, lambda: config_of(d.run_id), choice.notes)
+    tested = {k: v for k, v in run.data.metrics.items() if k in TEST_METRICS}
+    if tested:
+        choice.test = tested
+    else:
+        _score_on_test(choice, model, client, uri, experiment)
     client.set_tag(d.run_id, "sweep.confirm.mean", repr(choice.winner.mean))
     client.set_tag(d.run_id, "sweep.confirm.std", repr(choice.winner.std))
     mark_winner(client, experiment_id, study_name, d.run_id)
+    choice.model = run.data.tags.get("sweep.model", "")
+    if not choice.model:
+        try:
+            _log_and_register(client, uri, run, model, registry_name(experiment), choice)
+        except Exception as e:  # noqa: BLE001 - the artifact store or the registry refused
+            choice.error = (
+                f"the winner's model was not registered ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}): its run keeps its test metrics; "
+                "re-run the same command, or python -m sweep confirm, to register it"
+            )
+            return
     shutil.rmtree(model_root, ignore_errors=True)
 
 
-def _score_on_test(choice: Choice, cfg, client, uri: str, experiment: str, path: str) -> None:
+def _log_and_register(client, uri: str, run, model: _Model, name: str, choice: Choice) -> None:
+    """The winner's model logged once (`sweep.logged_model`), then registered (`sweep.model`)."""
+    logged = run.data.tags.get("sweep.logged_model")
+    if not logged:
+        logged = log_model(uri, run.info.run_id, model.path_ready())
+        client.set_tag(run.info.run_id, "sweep.logged_model", logged)
+    choice.model = register_model(uri, logged, name)
+    client.set_tag(run.info.run_id, "sweep.model", choice.model)
+
+
+class _Model:
+    """The winner's saved model folder, trained again from its logged config only when it is
+    needed and missing (its run was on another machine, or the folder was removed)."""
+
+    def __init__(self, path: str, config: Callable[[], Any], notes: list[str]):
+        self.path, self._config, self._notes, self._cfg = path, config, notes, None
+
+    @property
+    def cfg(self):
+        if self._cfg is None:
+            self._cfg = self._config()
+        return self._cfg
+
+    def path_ready(self) -> str:
+        if not os.path.isfile(os.path.join(self.path, "serving.json")):
+            self._notes.append(
+                f"the winner's model was not found in {self.path} (its run was on another "
+                "machine, or the folder was removed): trained again with its logged config"
+            )
+            _train_again(self.cfg, self.path)
+        return self.path
+
+
+def _score_on_test(choice: Choice, model: _Model, client, uri: str, experiment: str) -> None:
     """The test split scored once with the winner's served model; metrics and the test
     dataset input logged on the winner run. A note when the data have no test split."""
     from mlflow.entities import Metric
@@ -396,7 +449,7 @@ def _score_on_test(choice: Choice, cfg, client, uri: str, experiment: str, path:
     from sweep.train import data as data_mod
     from sweep.train.runner import dataset_name
 
-    d = choice.winner_run
+    d, cfg = choice.winner_run, model.cfg
     raw = data_mod.load_raw(cfg.data)
     test = data_mod.load_test(cfg.data, raw.label_names)
     if test is None:
@@ -406,7 +459,7 @@ def _score_on_test(choice: Choice, cfg, client, uri: str, experiment: str, path:
         )
         return
     positive = data_mod.positive_index(raw.label_names, cfg.data.get("positive_label"))
-    choice.test = test_metrics(path, test, positive)
+    choice.test = test_metrics(model.path_ready(), test, positive)
     metrics = [Metric(k, v, _now(), d.steps) for k, v in choice.test.items()]
     client.log_batch(d.run_id, metrics=metrics)
     tracker = tracking.Tracker(uri, experiment)

@@ -240,7 +240,11 @@ def log_winner(tracker, choice) -> None:
     metrics = {k: v for k, v in run.data.metrics.items() if k in keep}
     metrics["confirm_mean"] = w.mean
     metrics["confirm_std"] = w.std
-    tracker.log_metrics(metrics, step=0)
+    # one value per sweep: a re-run (a registration retried, a resumed sweep) logs only changes
+    logged = tracker.client.get_run(tracker.run_id).data.metrics
+    changed = {k: v for k, v in metrics.items() if logged.get(k) != v}
+    if changed:
+        tracker.log_metrics(changed, step=0)
     tags = {f"winner.{k}": v for k, v in w.candidate.params.items()}
     tags.update(
         {

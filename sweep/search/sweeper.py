@@ -18,7 +18,6 @@ import dataclasses
 import logging
 import math
 import os
-import socket
 import sys
 import threading
 import time
@@ -59,16 +58,13 @@ from sweep.core.config import (
 )
 from sweep.core.errors import JobLost, UserError
 from sweep.core.overrides import to_override
-from sweep.search import identity, interrupts, remote, workers
+from sweep.search import confirm_stage, identity, interrupts, remote, workers
 from sweep.search import study as study_mod
 from sweep.search.parent import ParentRun
 from sweep.train.runner import TrialContext, TrialOutcome, set_trial_context
 
 log = logging.getLogger(__name__)
 _ABSENT = object()
-LEADER = "sweep.confirm.leader"  # study user attr: {"pid", "host", "at"[, "done"]}
-PLAN = "sweep.confirm.plan"  # study user attr: {"main": pid, "jobs": [[trial, seed], ...]}
-CLAIM = "sweep.confirm.claim"  # + .<main pid>.<trial>-<seed>: the pid of the worker running it
 
 
 @dataclass
@@ -576,8 +572,9 @@ class SweepRunner:
         main worker finishes the parent run and prints the table. Exit code 1 when the failure
         limit stopped the sweep."""
         choice = None
+        stage = confirm_stage.Stage(run, self.opts, self.launcher, self._job_config)
         try:
-            choice = self._confirm(run)
+            choice = stage.confirm()
         except KeyboardInterrupt:
             run.helpers.stop()
             if not run.helper:
@@ -601,6 +598,8 @@ class SweepRunner:
             print(choice.table())
             for note in choice.notes:
                 print(f"note: {note}", file=sys.stderr)
+            if choice.error and not run.reason:
+                run.exit_code, run.reason = 1, choice.error
         tied = study_mod.tied_value(run.study)
         if tied is not None:
             print(
@@ -612,190 +611,6 @@ class SweepRunner:
         if run.reason:
             print(("error: " if run.exit_code else "note: ") + run.reason, file=sys.stderr)
         return SweepResult(run.exit_code, summary)
-
-    # ---- confirmation (sweep/search/confirm.py)
-
-    def _confirm(self, run: _Run):
-        """Once the budget is met: the main worker plans the confirmation runs (the top_k
-        complete configurations x `seeds` new seeds, less those already finished) and publishes
-        the plan in the study; every worker, helpers included, claims and runs planned jobs
-        until none is left; then the main worker waits for the helpers, chooses the winner,
-        scores and registers it. Returns the Choice (main worker), else None."""
-        from sweep.search import confirm as cf
-
-        k, n_seeds = int(self.opts.confirm.top_k), int(self.opts.confirm.seeds)
-        tracker = run.parent.tracker
-        if not k or tracker is None:
-            if k and not run.helper:
-                print(
-                    "note: confirmation needs MLflow tracking (tracking=none): no winner chosen",
-                    file=sys.stderr,
-                )
-            return None
-        main = int(os.environ.get(workers.HELPER_ENV) or os.getpid())
-        root = cf.model_dir(os.getcwd(), run.study_name)
-        if run.helper:
-            jobs = self._await_plan(run, main)
-            if jobs:
-                self._run_confirmations(run, jobs, root, main)
-            return None
-        # the budget is met, or the timeout ended the search: confirm what it found (not after
-        # the failure limit)
-        ok = not run.exit_code
-        leader = self._lead(run) if ok else None
-        if ok and leader is None:  # another worker of the study confirms it
-            ok = False
-        try:
-            return self._confirm_as_leader(run, ok, k, n_seeds, root, main)
-        finally:
-            if leader is not None:
-                leader.stop()
-
-    def _lead(self, run: _Run) -> _Leader | None:
-        """Become the study's one confirming worker, unless another live one is: with several
-        `python train.py -m` workers on one study (a team sweep), one confirms (with its local
-        helpers) and the others end. A leader is gone when its process on this host is, or
-        when it has not refreshed its claim for `grace_period` seconds."""
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "at": time.time()}
-        with run.lock:
-            held = internals.study_user_attrs(run.study).get(LEADER) or {}
-            if held and not held.get("done") and _alive(held, self.opts.grace_period):
-                print(
-                    f"note: confirmation is done by the worker pid {held.get('pid')} on "
-                    f"{held.get('host')}; this worker ends here",
-                    file=sys.stderr,
-                )
-                return None
-            run.study.set_user_attr(LEADER, me)
-        return _Leader(run.study, me, self.opts.heartbeat_interval)
-
-    def _confirm_as_leader(self, run: _Run, ok: bool, k: int, n_seeds: int, root: str, main: int):
-        from sweep.search import confirm as cf
-
-        tracker = run.parent.tracker
-        candidates = cf.top_from_study(run.study, k, run.direction, run.fixed) if ok else []
-        seeds = cf.seeds_for(run.base.trainer.seed, n_seeds)
-        done = cf.finished(tracker.client, tracker.experiment_id, run.parent.run_id, run.objective)
-        jobs = [(c, s) for c in candidates for s in seeds if (c.run_id, s) not in done]
-        with run.lock:  # an empty plan tells the helpers that there is nothing to confirm
-            run.study.set_user_attr(PLAN, {"main": main, "jobs": [[c.number, s] for c, s in jobs]})
-        if not ok:
-            return None
-        if not candidates:
-            print("note: no complete trial to confirm: no winner chosen", file=sys.stderr)
-            return None
-        if jobs:
-            log.info(
-                "confirming the %d best configurations with %d new seeds each: %d runs to do",
-                len(candidates),
-                len(seeds),
-                len(jobs),
-            )
-            self._run_confirmations(run, jobs, root, main)
-            for problem in run.helpers.wait():
-                log.warning(problem)
-            done = cf.finished(
-                tracker.client, tracker.experiment_id, run.parent.run_id, run.objective
-            )
-        return self._choose(run, candidates, seeds, done, root)
-
-    def _choose(self, run: _Run, candidates: list, seeds: list[int], done: dict, root: str):
-        """The winner from the finished confirmation runs; scored, registered and tagged."""
-        from sweep.search import confirm as cf
-
-        choice = cf.choose(candidates, seeds, done, run.direction)
-        if choice.missing:
-            shown = ", ".join(f"trial {n} seed {s}" for n, s in choice.missing)
-            choice.notes.append(
-                f"confirmation runs did not finish ({shown}): no winner chosen; re-run the same "
-                "command to complete them"
-            )
-        cf.finalize(
-            choice,
-            uri=run.tracker_uri,
-            experiment=run.base.tracking.experiment,
-            experiment_id=run.parent.tracker.experiment_id,
-            study_name=run.study_name,
-            model_root=root,
-            # the winner's config as its job composed it: its overrides and its seed
-            config_of=lambda run_id: self._job_config(
-                [*choice.winner.candidate.overrides, f"trainer.seed={choice.winner_run.seed}"]
-            ),
-        )
-        return choice
-
-    def _await_plan(self, run: _Run, main: int) -> list:
-        """In a helper: the main worker's confirmation plan, once it is published; [] when it
-        is empty or the main worker is gone."""
-        from sweep.search import confirm as cf
-
-        while True:
-            plan = internals.study_user_attrs(run.study).get(PLAN) or {}
-            if plan.get("main") == main:
-                break
-            try:
-                os.kill(main, 0)
-            except ProcessLookupError:
-                return []
-            interrupts.check()
-            time.sleep(0.5)
-        wanted = {(int(n), int(s)) for n, s in plan.get("jobs", [])}
-        if not wanted:
-            return []
-        candidates = cf.top_from_study(run.study, len(run.study.trials), run.direction, run.fixed)
-        return [(c, s) for c in candidates for n, s in sorted(wanted) if c.number == n]
-
-    def _run_confirmations(self, run: _Run, jobs: list, root: str, main: int) -> None:
-        """Claim planned jobs under the study lock (as many as the launcher runs at once) and
-        run them until none is left. Each is a full run of a candidate's overrides with a new
-        `trainer.seed`, told it is a confirmation run through its own overrides
-        (hydra.job.env_set), never through this process's environment."""
-        from sweep.search import confirm as cf
-
-        in_process = isinstance(self.launcher, internals.basic_launcher())
-        size = 1 if in_process else max(1, int(self.opts.n_jobs))
-        while True:
-            interrupts.check()
-            mine = []
-            with run.lock:
-                attrs = internals.study_user_attrs(run.study)
-                for c, seed in jobs:
-                    key = f"{CLAIM}.{main}.{c.number}-{seed}"
-                    if key in attrs:
-                        continue
-                    run.study.set_user_attr(key, os.getpid())
-                    mine.append((c, seed))
-                    if len(mine) == size:
-                        break
-            if not mine:
-                return
-            lines = []
-            for c, seed in mine:
-                ctx = cf.ConfirmContext(
-                    study_name=run.study_name,
-                    parent_run_id=run.parent.run_id,
-                    confirms=c.run_id,
-                    trial=c.number,
-                    seed=seed,
-                    model_dir=root,
-                )
-                lines.append(
-                    [
-                        *c.overrides,
-                        f"trainer.seed={seed}",
-                        f"hydra.sweep.subdir=confirm-{c.number}-seed{seed}",
-                        ctx.override(),
-                    ]
-                )
-            try:
-                returns = self.launcher.launch(lines, initial_job_idx=10_000)
-            except Exception as e:  # noqa: BLE001 - e.g. a worker process was killed
-                log.error("the launcher failed during confirmation (%s)", e)
-                continue
-            for ret in returns:
-                value = internals.job_value(ret)
-                if isinstance(value, BaseException):
-                    log.warning("a confirmation run failed: %s", describe(value))
 
     def _start_helpers(
         self, study, base: DictConfig, sweep_dir: Path, fixed: list[str], helpers
@@ -894,38 +709,3 @@ class SweepRunner:
         self.progress.trial_done(study, trial.number)
         if self.local:
             self.progress.others_done(study)
-
-
-def _alive(held: dict, grace_period: float) -> bool:
-    """Whether the confirming worker `held` describes is still at work."""
-    if time.time() - float(held.get("at", 0)) > grace_period:
-        return False
-    if held.get("host") == socket.gethostname():
-        try:
-            os.kill(int(held["pid"]), 0)
-        except ProcessLookupError:
-            return False
-        except (PermissionError, KeyError, ValueError):
-            pass
-    return True
-
-
-class _Leader:
-    """The confirming worker's claim on the study, refreshed from a thread until stop()."""
-
-    def __init__(self, study, me: dict, interval: float):
-        self.study, self.me = study, dict(me)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
-        self._thread.start()
-
-    def _run(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            with contextlib.suppress(Exception):
-                self.study.set_user_attr(LEADER, {**self.me, "at": time.time()})
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        with contextlib.suppress(Exception):
-            self.study.set_user_attr(LEADER, {**self.me, "at": time.time(), "done": True})

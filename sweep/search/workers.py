@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 HELPER_ENV = trial_env.HELPER_OF
 READY_ENV = trial_env.HELPER_READY
+KEY_ENV = trial_env.HELPER_KEY
 MAX_AUTO = 4
 READY_TIMEOUT = 600.0
 # device nodes of NVIDIA, ROCm and WSL GPUs: without any of them torch sees no GPU, and the main
@@ -42,6 +45,33 @@ GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
 
 def is_helper() -> bool:
     return bool(os.environ.get(HELPER_ENV))
+
+
+_KEY = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def main_key() -> str:
+    """The key of this process's main worker: the same in the main worker and its helpers, and
+    unique among every worker of every run on a study (host, pid and a random part, so a pid
+    reused by a later run is another key). What a main worker writes for its own helpers into a
+    shared study is kept under it, where no other worker writes."""
+    return os.environ.get(KEY_ENV) or _KEY
+
+
+def main_pid() -> int:
+    """The pid of this process's main worker (itself, unless it is a helper)."""
+    return int(os.environ.get(HELPER_ENV) or os.getpid())
+
+
+def main_alive() -> bool:
+    """Whether this process's main worker is still running (a helper's main is on this host)."""
+    try:
+        os.kill(main_pid(), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def cores() -> int:
@@ -114,6 +144,7 @@ class Helpers:
         env = {
             **os.environ,
             HELPER_ENV: str(os.getpid()),
+            KEY_ENV: main_key(),
             READY_ENV: str(self.ready_file),
             "PYTHONUNBUFFERED": "1",
         }
@@ -172,16 +203,13 @@ def await_main() -> bool:
     path = os.environ.get(READY_ENV)
     if not path:
         return True
-    main_pid = int(os.environ[HELPER_ENV])
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         try:
             return Path(path).read_text() == "ok"
         except FileNotFoundError:
             pass
-        try:
-            os.kill(main_pid, 0)
-        except ProcessLookupError:
+        if not main_alive():
             return False
         time.sleep(0.2)
     return False
