@@ -1,11 +1,12 @@
 """Learning happens: the packaged pretrained MiniLM, fine-tuned briefly on real labelled
-sentences, beats chance by a clear margin; and a real sweep over a learning-rate range wide
-enough that some trials learn and some do not ranks a trial that learnt above one that did not.
+sentences, beats chance by a clear margin; a real sweep over a learning-rate range wide enough
+that some trials learn and some do not ranks a trial that learnt above one that did not; and the
+champion a sweep registers predicts unseen test sentences far better than the majority class.
 (Every other F1 / accuracy check of the suite would pass with F1 = 0.)
 
-    .venv/bin/python -m pytest tests/test_learning.py     # both tests, ~1-2 min on 2 CPU cores
+    .venv/bin/python -m pytest tests/test_learning.py     # three tests, ~2-3 min on 2 CPU cores
 
-Both are marked slow (`-m "not slow"` leaves them out). They read `../shared/data/sentences`
+All are marked slow (`-m "not slow"` leaves them out). They read `../shared/data/sentences`
 beside the clone (see ../shared/data/README.md; CI has the same copy, never copy it into the
 repo). Without it they skip, and fail where the environment variable CI is set.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import mlflow_client, run_train, runs_of, shared_set
+from conftest import SHARED_DATA, mlflow_client, run_train, runs_of, shared_set
 
 EXPERIMENT = "minilm-files"  # ${model.name}-${data.name}
 
@@ -102,3 +103,44 @@ def test_sweep_ranks_a_trial_that_learnt_above_one_that_did_not(workdir, sentenc
     data = yaml.safe_load(results.read_text())
     assert data["best_run_id"] == best.info.run_id
     assert data["best_value"] == pytest.approx(best.data.metrics["eval_accuracy"])
+
+
+# the champion of a sweep that learns (two 24-step trials in a range that learns, the best one
+# confirmed with one new seed), scored on the 400 test sentences it never saw
+CHAMPION = [
+    "trainer.max_steps=24",
+    "trainer.eval_every=24",
+    "trainer.eval_subset=0",
+    "data.max_eval_samples=200",
+    "optimizer.lr=tag(log, interval(5e-5, 1.5e-4))",
+    "hydra.sweeper.n_trials=2",
+    "hydra.sweeper.pruner=none",
+    "hydra.sweeper.n_workers=1",
+    "hydra.sweeper.confirm.top_k=1",
+    "hydra.sweeper.confirm.seeds=1",
+]
+
+
+@pytest.mark.slow
+def test_the_champion_of_a_sweep_that_learns_beats_the_majority_class(workdir, sentences):
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    test_file = SHARED_DATA / "sentences" / "test.csv"
+    proc = run_train(["-m", *sentences, f"data.test_file={test_file}", *CHAMPION], workdir)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    client = mlflow_client(workdir)
+    (winner,) = [r for r in runs_of(client, EXPERIMENT) if r.data.tags.get("sweep.winner")]
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"models:/{EXPERIMENT}@champion")
+    test = pd.read_csv(test_file)
+    predicted = model.predict(pd.DataFrame({"text": test["text"]}))["label"].to_numpy()
+    truth = test["label"].astype(str).to_numpy()
+    accuracy = float(np.mean(predicted == truth))
+    majority = float(test["label"].value_counts(normalize=True).max())
+    print(f"champion test accuracy {accuracy:.4f}, majority class {majority:.4f}")
+    # a model that predicts one class scores the majority rate; one that learnt, far above it
+    assert accuracy >= majority + 0.2, (accuracy, majority)
+    # and the served champion is the model whose test metrics the winner carries
+    assert accuracy == pytest.approx(winner.data.metrics["test_accuracy"], abs=2 / len(test))
