@@ -439,22 +439,6 @@ def test_interrupted_local_workers_resume_to_exactly_n_trials(workdir):
     assert all(c.info.status != "RUNNING" for c in children)
 
 
-@pytest.mark.parametrize(
-    "setting,device,in_process,remaining,want",
-    [
-        ("auto", "cpu", True, 100, min(workers.MAX_AUTO, workers.cores())),
-        ("auto", "cpu", True, 1, 1),  # no more workers than trials left
-        ("auto", "cuda", True, 100, 1),  # trials would share the GPU
-        ("auto", "cpu", False, 100, 1),  # a parallel launcher already runs trials side by side
-        (3, "cuda", True, 100, 3),  # asked for: as asked
-        ("2", "cpu", True, 100, 2),
-    ],
-)
-def test_how_many_local_workers(setting, device, in_process, remaining, want):
-    got = workers.resolve(setting, device=device, in_process=in_process, remaining=remaining)
-    assert got == want
-
-
 def _draws(seed: int, sampler: str) -> list[float]:
     spec = study_mod.StudySpec(name="s", storage_url="", sampler=sampler, seed=seed)
     study = optuna.create_study(direction="maximize")

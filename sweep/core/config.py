@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from sweep.core import tree
 from sweep.core.errors import UserError
@@ -364,11 +364,12 @@ def _validate_model(m: DictConfig) -> None:
 
 
 def _validate_device(t: DictConfig) -> None:
-    """fp16 and device=cuda need a CUDA GPU on this machine."""
+    """fp16 and device=cuda need a CUDA GPU on this machine. Counted through NVML (torch's
+    device_count) so that CUDA does not start here: a sweep pins its worker to one GPU after."""
     if t.precision == "fp16" or t.device == "cuda":
         import torch  # only here: validation of the rest needs no torch
 
-        if not torch.cuda.is_available():
+        if torch.cuda.device_count() < 1:
             key = "trainer.precision=fp16" if t.precision == "fp16" else "trainer.device=cuda"
             raise ConfigError(f"{key} needs a CUDA GPU and none is available")
 
@@ -579,8 +580,13 @@ class SweeperConfig:
         1  # trials launched at once (with a parallel launcher, e.g. hydra/launcher=joblib)
     )
     # local worker processes on this study, this one included (each runs trials one after
-    # another, in-process); "auto": one per CPU core up to 4 on a machine without a GPU, else 1
+    # another, in-process); "auto": one per CPU core up to 4 on a machine without a GPU, else
+    # gpus x trials_per_gpu
     n_workers: Any = 1
+    # GPUs for the local workers: auto (every visible GPU) | none | a list of ids ([0, 1]); each
+    # worker sees exactly one, `trials_per_gpu` workers share one (sweep/search/workers.py)
+    gpus: Any = "auto"
+    trials_per_gpu: int = 1
     sampler: str = "tpe"  # tpe | random | gp | cmaes | qmc
     seed: int = 0
     n_startup_trials: int = 4  # random trials before the model-based sampler takes over
@@ -615,6 +621,22 @@ def parse_n_workers(setting: Any) -> int | None:
     return n
 
 
+def parse_gpus(setting: Any) -> str | list[int]:
+    """`hydra.sweeper.gpus`: "auto", "none", or a list of distinct GPU ids (ints >= 0)."""
+    if setting is None or str(setting).strip().lower() == "auto":
+        return "auto"
+    if str(setting).strip().lower() in ("none", "[]"):
+        return "none"
+    items = list(setting) if isinstance(setting, list | tuple | ListConfig) else [setting]
+    ok = bool(items) and all(isinstance(i, int) and not isinstance(i, bool) for i in items)
+    if not ok or any(i < 0 for i in items) or len(set(items)) != len(items):
+        raise ConfigError(
+            "hydra.sweeper.gpus must be auto, none or a list of distinct GPU ids like [0,1], "
+            f"got {setting!r}"
+        )
+    return [int(i) for i in items]
+
+
 def check_sweeper(o: Any, direction: str) -> None:
     """The sweeper's own options (`hydra.sweeper.*`), before any storage is opened. Raises
     ConfigError naming the key. The sampler and pruner names are checked where they are built."""
@@ -639,6 +661,7 @@ def check_sweeper(o: Any, direction: str) -> None:
         ("max_retries", 0),
         ("confirm.top_k", 0),
         ("confirm.seeds", 1),
+        ("trials_per_gpu", 1),
     ):
         value = OmegaConf.select(o, key) if isinstance(o, DictConfig) else _attr(o, key)
         _require(value >= low, f"hydra.sweeper.{key} must be >= {low}, got {value}")
@@ -650,6 +673,7 @@ def check_sweeper(o: Any, direction: str) -> None:
         f"hydra.sweeper.timeout must be > 0 seconds (or null), got {o.timeout}",
     )
     parse_n_workers(o.n_workers)
+    parse_gpus(o.gpus)
 
 
 def _attr(o: Any, dotted: str) -> Any:

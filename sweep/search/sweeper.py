@@ -43,7 +43,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from sweep.core import internals, metrics, trial_env
+from sweep.core import devices, internals, metrics, trial_env
 from sweep.core.bad_input import describe
 from sweep.core.config import (
     ConfigError,
@@ -261,6 +261,7 @@ class _Run:
     reason: str = ""  # why the sweep stopped before its budget, printed last
     launched: list[Launched] = field(default_factory=list)  # asked for, not yet told
     job_context: Any = None  # the TrialContext every job is told (trial_env.TRIAL), less number
+    placement: Any = None  # workers.Placement (main worker only)
 
 
 class SweepRunner:
@@ -342,6 +343,8 @@ class SweepRunner:
         helper = workers.is_helper()
         # a helper runs the very command the main worker checked
         base = self._job_config(fixed) if helper else self._check_space(space, fixed)
+        # a helper was placed by its main worker (its own CUDA_VISIBLE_DEVICES)
+        placement = None if helper else self._placement(base)
 
         from sweep.track import tracking
 
@@ -367,6 +370,7 @@ class SweepRunner:
             direction=direction,
             storage_url=storage_url,
             tracker_uri=tracker_uri,
+            placement=placement,
         )
 
     def _open_study(self, run: _Run) -> None:
@@ -445,7 +449,7 @@ class SweepRunner:
         o = self.opts
         run.helpers = helpers = workers.Helpers()
         if not run.helper:
-            self._start_helpers(run.study, run.base, run.sweep_dir, run.fixed, helpers)
+            self._start_helpers(run)
         run.parent = ParentRun(run.study, run.base, run.tracker_uri, run.spec, run.space, run.lock)
         try:
             run.parent.open()
@@ -612,30 +616,38 @@ class SweepRunner:
             print(("error: " if run.exit_code else "note: ") + run.reason, file=sys.stderr)
         return SweepResult(run.exit_code, summary)
 
-    def _start_helpers(
-        self, study, base: DictConfig, sweep_dir: Path, fixed: list[str], helpers
-    ) -> None:
-        """Start `n_workers - 1` local helper processes (sweep/search/workers.py). Without
-        `trainer.threads`, trials that run side by side (several workers, or a parallel launcher's
-        `n_jobs`) get an equal share of the cores each: torch's default of one thread per core in
-        every process oversubscribes them, and training slowed ~8x (BENCHMARKS.md, "The test
-        suite")."""
-        c = study_mod.count(study)
-        in_process = isinstance(self.launcher, internals.basic_launcher())
-        n = workers.resolve(
-            self.opts.n_workers,
+    def _placement(self, base: DictConfig) -> workers.Placement:
+        """The local workers and the GPU each sees (sweep/search/workers.py); bad GPU settings
+        fail here, before any store is opened."""
+        o = self.opts
+        return workers.place(
+            o.gpus,
+            o.trials_per_gpu,
+            o.n_workers,
+            visible=devices.visible_gpus(),
             device=base.trainer.device,
-            in_process=in_process,
-            remaining=self.opts.n_trials - c.finished - c.running,
+            in_process=isinstance(self.launcher, internals.basic_launcher()),
+            cores_here=workers.cores(),
         )
+
+    def _start_helpers(self, run: _Run) -> None:
+        """Pin this process to its GPU and start the other local workers (sweep/search/
+        workers.py). Without `trainer.threads`, trials that run side by side (several workers,
+        or a parallel launcher's `n_jobs`) get an equal share of the cores each: torch's default
+        of one thread per core in every process oversubscribes them, and training slowed ~8x
+        (BENCHMARKS.md, "The test suite")."""
+        c = study_mod.count(run.study)
+        placement = run.placement.trimmed(self.opts.n_trials - c.finished - c.running)
+        workers.pin_self(placement.devices[0])
+        in_process = isinstance(self.launcher, internals.basic_launcher())
+        n = len(placement.devices)
         side_by_side = n * (1 if in_process else self.opts.n_jobs)  # trials at once, here
         threads = None
-        if side_by_side > 1 and base.trainer.get("threads") is None:
+        if side_by_side > 1 and run.base.trainer.get("threads") is None:
             threads = workers.threads_each(side_by_side)
-            fixed.append(f"trainer.threads={threads}")
-        if n < 2:
-            return
-        helpers.start(n - 1, sweep_dir, threads)
+            run.fixed.append(f"trainer.threads={threads}")
+        if n > 1:
+            run.helpers.start(placement.devices, run.sweep_dir, threads)
 
     def _run_batch(
         self, batch: list[Launched], study, parent, objective: str, heartbeat: Heartbeat

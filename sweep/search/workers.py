@@ -24,11 +24,13 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sweep.core import trial_env
-from sweep.core.config import parse_n_workers
+from sweep.core.config import ConfigError, parse_gpus, parse_n_workers
+from sweep.core.devices import GPU_ENV, cuda_started
 from sweep.core.overrides import to_override
 
 log = logging.getLogger(__name__)
@@ -38,9 +40,6 @@ READY_ENV = trial_env.HELPER_READY
 KEY_ENV = trial_env.HELPER_KEY
 MAX_AUTO = 4
 READY_TIMEOUT = 600.0
-# device nodes of NVIDIA, ROCm and WSL GPUs: without any of them torch sees no GPU, and the main
-# worker need not import torch (seconds) before it starts the helpers
-GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
 
 
 def is_helper() -> bool:
@@ -86,25 +85,87 @@ def parse(setting: Any) -> int | None:
     return parse_n_workers(setting)
 
 
-def resolve(setting: Any, *, device: str, in_process: bool, remaining: int) -> int:
-    """How many workers to run here. "auto": one per core (at most 4) on a machine without a GPU
-    with the basic launcher; 1 on a GPU (trials would share it) or with a parallel launcher."""
-    n = parse(setting)
-    if n is None:
-        if not in_process or device == "cuda":
-            return 1
-        if device == "auto" and gpu_present():
-            return 1
-        n = min(MAX_AUTO, cores())
-    return max(1, min(n, remaining))
+# ----------------------------------------------------------------------------- GPU placement
 
 
-def gpu_present() -> bool:
-    if "torch" not in sys.modules and not any(os.path.exists(p) for p in GPU_NODES):
-        return False
-    import torch
+@dataclass
+class Placement:
+    """Where each local worker runs: `devices[i]` is worker i's `CUDA_VISIBLE_DEVICES` (worker 0
+    is this process), "" to hide every GPU, None to leave the environment as it is."""
 
-    return torch.cuda.is_available()
+    devices: list[str | None]
+    gpus: list[str]  # the GPUs the sweep uses (empty: none)
+
+    def trimmed(self, remaining: int) -> Placement:
+        """No more workers than trials left (at least one)."""
+        return Placement(self.devices[: max(1, min(len(self.devices), remaining))], self.gpus)
+
+
+def place(
+    gpus: Any,
+    trials_per_gpu: int,
+    n_workers: Any,
+    *,
+    visible: list[str],
+    device: str,
+    in_process: bool,
+    cores_here: int,
+) -> Placement:
+    """The local workers of a sweep and the GPU each one sees (ConfigError on a bad setting).
+
+    - GPUs in use (`gpus=auto` and some visible, or a list of ids; `trainer.device` not cpu):
+      `trials_per_gpu` workers per GPU, each pinned to one GPU; the GPUs are dealt round-robin,
+      so fewer workers (n_workers=N, or few trials left) still spread over the GPUs.
+    - Otherwise the CPU rule: "auto" is one worker per core, at most MAX_AUTO; `gpus=none`
+      hides the GPUs from every worker.
+    - A parallel launcher (n_jobs) runs trials side by side already: one worker, unpinned."""
+    if int(trials_per_gpu) < 1:
+        raise ConfigError(f"hydra.sweeper.trials_per_gpu must be >= 1, got {trials_per_gpu}")
+    chosen = choose_gpus(gpus, visible, device)
+    n = parse(n_workers)
+    if not in_process:
+        return Placement([None], chosen)
+    if not chosen:
+        hide = "" if visible else None  # GPUs present but not for this sweep: hidden
+        count = n if n is not None else min(MAX_AUTO, cores_here)
+        return Placement([hide] * count, [])
+    slots = [g for _ in range(int(trials_per_gpu)) for g in chosen]
+    count = n if n is not None else len(slots)
+    return Placement([slots[i % len(slots)] for i in range(count)], chosen)
+
+
+def choose_gpus(gpus: Any, visible: list[str], device: str) -> list[str]:
+    """The GPUs a sweep's local workers use, as `CUDA_VISIBLE_DEVICES` entries."""
+    setting = parse_gpus(gpus)
+    if setting == "none" or device == "cpu":
+        if device == "cuda":
+            raise ConfigError("trainer.device=cuda contradicts hydra.sweeper.gpus=none")
+        return []
+    if setting == "auto":
+        return list(visible)
+    if not visible:
+        raise ConfigError(
+            f"hydra.sweeper.gpus={setting} but torch sees no CUDA GPU on this machine"
+        )
+    missing = [i for i in setting if i >= len(visible)]
+    if missing:
+        raise ConfigError(
+            f"hydra.sweeper.gpus names GPU {missing[0]}, but this machine shows {len(visible)} "
+            f"(ids 0-{len(visible) - 1})"
+        )
+    return [visible[i] for i in setting]
+
+
+def pin_self(device: str | None) -> None:
+    """Worker 0 is this process: it sees only its own GPU. Set before CUDA starts here (CUDA
+    reads the variable once); if CUDA has started already, each job keeps to one GPU on its own
+    (sweep/train/gpu.py) and this says why."""
+    if device is None:
+        return
+    if cuda_started():
+        log.warning("CUDA started before the sweep could pin this worker to GPU %s", device)
+        return
+    os.environ[GPU_ENV] = device
 
 
 def threads_each(n_workers: int) -> int:
@@ -132,10 +193,20 @@ class Helpers:
         self.procs: list[tuple[subprocess.Popen, Path]] = []
         self.ready_file: Path | None = None
 
-    def start(self, n: int, sweep_dir: Path, threads: int | None) -> None:
-        """Start `n` helpers. They import torch and transformers meanwhile and wait for ready()
-        before they touch a store (a fresh MLflow SQLite store must be created by one process)."""
-        cmd = helper_command(sweep_dir, threads)
+    def start(
+        self,
+        devices: list[str | None],
+        sweep_dir: Path,
+        threads: int | None,
+        cmd: list[str] | None = None,
+    ) -> None:
+        """Start a helper for each of `devices[1:]` (worker 0 is this process; see Placement),
+        with that value as its own `CUDA_VISIBLE_DEVICES` (None: this process's environment as
+        it is). `cmd`: the helpers' command line (default: this sweep's, see helper_command).
+        They import torch and transformers meanwhile and wait for ready() before they touch a
+        store (a fresh MLflow SQLite store must be created by one process)."""
+        n = len(devices) - 1
+        cmd = cmd or helper_command(sweep_dir, threads)
         if cmd is None:
             log.warning("cannot tell how this sweep was started: running 1 worker, not %d", n + 1)
             return
@@ -148,17 +219,20 @@ class Helpers:
             READY_ENV: str(self.ready_file),
             "PYTHONUNBUFFERED": "1",
         }
-        for i in range(1, n + 1):
+        for i, device in enumerate(devices[1:], start=1):
             path = sweep_dir / f"worker-{i}.log"
+            own = env if device is None else {**env, GPU_ENV: device}
             with open(path, "ab") as out:
                 # a session of its own: a Ctrl-C reaches it once, forwarded by stop()
                 proc = subprocess.Popen(
-                    cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                    cmd, stdout=out, stderr=subprocess.STDOUT, env=own, start_new_session=True
                 )
             self.procs.append((proc, path))
+        where = "" if all(d is None for d in devices) else f" on GPUs {devices[1:]}"
         log.info(
-            "%d more local worker process(es) on this study (logs: %s)",
+            "%d more local worker process(es) on this study%s (logs: %s)",
             n,
+            where,
             ", ".join(str(p) for _, p in self.procs),
         )
 
