@@ -62,28 +62,86 @@ class Classifier:
         return out
 
 
+TEXT = "text"  # the column (or field) that holds the texts in a table or a record
+
+
 def as_texts(model_input) -> list[str]:
-    """A DataFrame with a `text` column (or one column), a Series, a list or one string."""
+    """The texts of a prediction input: one string; a list, tuple, Series or 1-D array of
+    strings; a DataFrame's `text` column (or its only column); `{"text": texts}` and records
+    `{"text": ...}` (what `inputs` / `instances` payloads of the scoring server become). Anything
+    else, or an item that is not a string (a number, None, NaN), is refused with a message:
+    a text is never made up from `str()` of something else."""
     if isinstance(model_input, pd.DataFrame):
-        column = model_input["text"] if "text" in model_input else model_input.iloc[:, 0]
-        return [str(t) for t in column.tolist()]
+        return _strings(_text_column(model_input))
+    if isinstance(model_input, dict):
+        if TEXT not in model_input:
+            raise _refused(f"a mapping needs a {TEXT!r} key; got {sorted(map(str, model_input))}")
+        return as_texts(model_input[TEXT])
+    if isinstance(model_input, str):
+        return [model_input]
+    if isinstance(model_input, np.ndarray):
+        if model_input.ndim == 0:  # one string, as the scoring server parses `"inputs": "..."`
+            return _strings([model_input.item()])
+        if model_input.ndim == 2 and model_input.shape[1] == 1:
+            model_input = model_input[:, 0]
+        elif model_input.ndim != 1:
+            raise _refused(f"an array of texts is 1-D; got shape {model_input.shape}")
     if isinstance(model_input, pd.Series | np.ndarray | list | tuple):
-        return [str(t) for t in list(model_input)]
-    return [str(model_input)]
+        return _strings([_item(x) for x in model_input])
+    raise _refused(f"expected text(s); got {type(model_input).__name__}")
+
+
+def _item(x):
+    """One element of a sequence: a record's `text`; a 0-d array's value (the scoring server
+    makes one of each value of `"inputs": [{"text": "..."}, ...]`)."""
+    if isinstance(x, dict) and TEXT in x:
+        x = x[TEXT]
+    return x.item() if isinstance(x, np.ndarray) and x.ndim == 0 else x
+
+
+def _text_column(frame: pd.DataFrame) -> pd.Series:
+    if TEXT in frame.columns:
+        return frame[TEXT]
+    if len(frame.columns) == 1:
+        return frame.iloc[:, 0]
+    raise _refused(f"a DataFrame needs a {TEXT!r} column; got {[str(c) for c in frame.columns]}")
+
+
+def _strings(items) -> list[str]:
+    for i, x in enumerate(items):
+        if not isinstance(x, str):
+            raise _refused(f"text {i} is not a string: {x!r} ({type(x).__name__})")
+    return [str(x) for x in items]
+
+
+def _refused(message: str):
+    """An input error (the scoring server answers it with 400, not 500)."""
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException.invalid_parameter_value(f"cannot read the texts to classify: {message}")
 
 
 def signature():
-    """The logged model's signature and input example: a DataFrame with a `text` column in,
-    `label` and `probabilities` out."""
-    from mlflow.models import infer_signature
+    """The logged model's signature and input example.
 
-    example = pd.DataFrame({"text": ["a quietly moving film", "dull and far too long"]})
+    Texts in, `label` and `probabilities` out. The signature declares no input schema on purpose:
+    MLflow enforces an input schema before `predict` sees the input, and none fits plain text. A
+    named `text` column refuses a list, a Series or one string (they arrive as column `0`); an
+    unnamed string column passes only a DataFrame's *first* column (a DataFrame whose `text` is
+    not first would be scored on another column, silently) and refuses `{"inputs": {"text":
+    [...]}}`. Without an input schema MLflow hands the input over as it came, and `as_texts`
+    reads and checks it. The example (a list of strings) is what the model card and
+    `serving_input_example.json` show: `{"inputs": ["...", "..."]}`."""
+    from mlflow.models import ModelSignature, infer_signature
+
+    example = ["a quietly moving film", "dull and far too long"]
     output = pd.DataFrame({"label": ["a", "b"], "probabilities": [[0.5, 0.5], [0.5, 0.5]]})
-    return infer_signature(example, output), example
+    return ModelSignature(inputs=None, outputs=infer_signature(output).inputs), example
 
 
 class TextClassifierModel(mlflow.pyfunc.PythonModel):
-    """pyfunc: `predict(DataFrame{text})` -> DataFrame{label, probabilities}."""
+    """pyfunc: `predict(texts)` -> DataFrame{label, probabilities}, one row per text, in order
+    (texts: whatever `as_texts` reads)."""
 
     # the model is logged with an explicit signature; without this MLflow warns, as the class is
     # defined, that predict has no type hints (with them it would convert every input first)
