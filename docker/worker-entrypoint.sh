@@ -25,6 +25,10 @@
 #                      and all but one fail (UniqueViolation on pg_type_typname_nsp_index)
 #   STUDY_NAME         Optuna study (default: the MLflow experiment name, e.g. minilm-synthetic)
 #   SWEEP_ARGS         more Hydra overrides, split at spaces (values with spaces: use the command)
+#   GPU_SLOTS_DIR      a folder every replica shares (docker/compose.gpu.yaml): the worker runs
+#                      through gpu-slot.py, which claims this replica's slot there and pins it to
+#                      one GPU (slots: GPUs x hydra.sweeper.trials_per_gpu; see gpu-slot.py)
+#   GPU_SLOT           this replica's slot by number instead (a service per GPU); no lock
 set -eu
 
 PG_PASSWORD_FILE="${PG_PASSWORD_FILE:-/run/secrets/pg_password}"
@@ -87,5 +91,12 @@ if [ "$has_study" = no ] && [ -n "${STUDY_NAME:-}" ]; then
     set -- "$@" "hydra.sweeper.study_name=$STUDY_NAME"
 fi
 
+# GPU workers: gpu-slot.py picks this replica's GPU and execs `python train.py ...` in its place,
+# holding the slot's lock for as long as the worker runs
+if [ -n "${GPU_SLOT:-}${GPU_SLOTS_DIR:-}" ]; then
+    set -- python "$(dirname "$0")/gpu-slot.py" python train.py "$@"
+else
+    set -- python train.py "$@"
+fi
 # shellcheck disable=SC2086  # SWEEP_ARGS is split at spaces on purpose
-exec python train.py "$@" ${SWEEP_ARGS:-}
+exec "$@" ${SWEEP_ARGS:-}
