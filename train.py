@@ -22,6 +22,8 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig):
     from sweep.core.errors import UserError, exit_on_user_error
+    from sweep.train import oom
+    from sweep.train.oom import OutOfMemory
     from sweep.train.runner import current_trial_context, protect_secrets, run_job
 
     protect_secrets(cfg)
@@ -51,6 +53,11 @@ def main(cfg: DictConfig):
         if ctx is not None:
             raise  # the trial is FAIL with this message; the sweep goes on
         exit_on_user_error(e)
+    except OutOfMemory as e:
+        if ctx is not None:
+            raise  # the trial is FAIL with this line (sweep.fail_reason=out_of_memory)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(oom.EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -90,8 +90,11 @@ def workdir(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-def run_train(args: list[str], cwd: Path, timeout: float = 300, env: dict | None = None):
-    """`python train.py ARGS` in `cwd`; returns the CompletedProcess (stdout+stderr merged)."""
+def run_train(
+    args: list[str], cwd: Path, timeout: float = 300, env: dict | None = None, preexec_fn=None
+):
+    """`python train.py ARGS` in `cwd`; returns the CompletedProcess (stdout+stderr merged).
+    `preexec_fn` runs in the child before exec (e.g. to limit its address space)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, str(TRAIN), *args],
@@ -101,6 +104,7 @@ def run_train(args: list[str], cwd: Path, timeout: float = 300, env: dict | None
         stderr=subprocess.STDOUT,
         text=True,
         timeout=timeout,
+        preexec_fn=preexec_fn,
     )
 
 

@@ -1,17 +1,19 @@
 """Mechanisms that make sweeps fast: length-grouped batches with dynamic padding, a fixed subset
-for the pruner's evaluations, F1 without scikit-learn.
+for the pruner's evaluations, F1 without scikit-learn; and what every run logs about its cost
+(`perf.*`: time, tokens, samples/s, peak memory).
 
 .venv/bin/python -m pytest tests/test_perf.py
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
-from conftest import ROOT, compose
+from conftest import ROOT, compose, mlflow_client
 from transformers import DataCollatorWithPadding
 
 from sweep.core.config import ConfigError, batch_order
@@ -258,3 +260,33 @@ def test_evaluations_run_under_inference_mode_and_training_does_not():
     evals = [inf for training, inf in seen if not training]
     assert train and not any(train)  # training after an evaluation still builds its graph
     assert evals and all(evals)
+
+
+def perf_run(workdir, over: list[str]):
+    """One tiny run tracked in `workdir`'s real SQLite store; its logged metrics."""
+    from sweep.train.runner import run_job
+
+    uri = f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}"
+    base = ["model=tiny", "data.eval_size=64", "trainer.eval_every=5", uri]
+    outcome = run_job(compose([*base, *over]), want_outcome=True)
+    return mlflow_client(workdir).get_run(outcome.run_id).data.metrics
+
+
+def test_every_run_logs_its_peak_memory_and_training_samples_per_second(workdir):
+    m = perf_run(workdir, ["data.train_size=160", "trainer.train_batch_size=16"])
+    # the process's resident memory at its highest during the run: torch and transformers
+    # alone hold ~500 MB, and the tiny model's run adds little to it
+    total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    assert 100 < m["perf.peak_memory_mb"] < total_mb
+    assert m["perf.train_samples"] == 160  # 10 steps of 16
+    rate = m["perf.train_samples"] / m["perf.step_seconds"]
+    assert m["perf.train_samples_per_s"] == pytest.approx(rate, rel=0.01)
+
+
+def test_peak_memory_is_each_runs_own_not_the_processes(workdir):
+    # the big batch first: a process-wide peak would carry it into the small run after it
+    common = ["data.max_length=512", "trainer.max_steps=1", "trainer.eval_batch_size=16"]
+    big = perf_run(workdir, [*common, "data.train_size=512", "trainer.train_batch_size=512"])
+    small = perf_run(workdir, [*common, "data.train_size=160", "trainer.train_batch_size=16"])
+    # batch 512 of reviews up to 88 tokens: hundreds of MB of activations more than batch 16
+    assert big["perf.peak_memory_mb"] > small["perf.peak_memory_mb"] + 200

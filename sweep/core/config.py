@@ -136,6 +136,10 @@ class TrackingConfig:
     experiment: str = MISSING
     run_name: str | None = None  # default: "<model> lr=<lr> <schedule>"
     connect_timeout: float = 5.0  # seconds for the up-front reachability check
+    # MLflow's system metrics (system/*: CPU, memory, disk, network; GPUs through nvidia-ml-py,
+    # the `gpu` extra) sampled into every run while it trains; off by default: one more thread
+    # and a store write per sample
+    system_metrics: bool = False
 
 
 @dataclass

@@ -263,6 +263,9 @@ class NullTracker:
     def log_datasets(self, datasets: list[DatasetRecord]) -> None:
         pass
 
+    def stop_system_metrics(self) -> None:
+        pass
+
     def end(self, status: str = "FINISHED") -> None:
         pass
 
@@ -334,9 +337,14 @@ class _Uninterrupted:
 
 
 class Tracker(NullTracker):
-    """One MLflow run, driven through MlflowClient (on SQLite, each call safe from a Ctrl-C)."""
+    """One MLflow run, driven through MlflowClient (on SQLite, each call safe from a Ctrl-C).
 
-    def __init__(self, uri: str, experiment: str, *, mlflow_client=None):
+    `system_metrics` (tracking.system_metrics): while the run is open, MLflow's own monitor
+    samples CPU, memory, disk, network and (through nvidia-ml-py) GPU utilisation and memory into
+    it as `system/*` metrics. MLflow starts that monitor only for runs of its fluent API; ours
+    are client runs, so the tracker starts it with the run and stops it at every end of it."""
+
+    def __init__(self, uri: str, experiment: str, *, mlflow_client=None, system_metrics=False):
         self.uri = uri
         self.client = mlflow_client or client(uri)
         if uri.startswith("sqlite:"):  # a server's client holds no lock; its retries stay
@@ -345,6 +353,10 @@ class Tracker(NullTracker):
         self.run_id = None
         self.pending: list[tuple[int, list]] = []  # metric batches not yet accepted by the store
         self._warned = False
+        self.system_metrics = bool(system_metrics)
+        self._monitor = None
+        if self.system_metrics:
+            _system_metrics_monitor()  # a missing psutil is said now, before any run starts
 
     def start(self, name: str, tags: dict | None = None, parent_run_id: str | None = None) -> None:
         tags = {k: str(v) for k, v in (tags or {}).items()}
@@ -356,6 +368,11 @@ class Tracker(NullTracker):
         with uninterrupted() if sqlite else contextlib.nullcontext():
             run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
             self.run_id = run.info.run_id
+        if self.system_metrics:
+            # MLflow's sampling interval (10 s) and samples per logged point (1) apply: its
+            # MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL / _SAMPLES_BEFORE_LOGGING change them
+            self._monitor = _system_metrics_monitor()(self.run_id, tracking_uri=self.uri)
+            self._monitor.start()
 
     def attach(self, run_id: str) -> None:
         """Continue an existing run (a resumed checkpointed run, a sweep's parent)."""
@@ -455,9 +472,16 @@ class Tracker(NullTracker):
                     raise
                 time.sleep(0.2 * (attempt + 1))
 
+    def stop_system_metrics(self) -> None:
+        """Stop sampling into the run (its last samples are sent); does nothing when not on."""
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            monitor.finish()
+
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id is None:
             return
+        self.stop_system_metrics()  # first: its last samples belong to the open run
         for wait in (0, 2, 5, 10):  # give a restarting server a little time
             time.sleep(wait)
             if self.flush():
@@ -468,6 +492,18 @@ class Tracker(NullTracker):
             with contextlib.suppress(Exception):  # the store is still down; said in the log
                 self.set_tags({"sweep.missing_metric_steps": steps})
         self.client.set_terminated(self.run_id, status=status)
+
+
+def _system_metrics_monitor():
+    """MLflow's SystemMetricsMonitor class; it needs psutil (a dependency of this project), and
+    for GPUs nvidia-ml-py (the `gpu` extra: without it MLflow logs no GPU metrics, and says so)."""
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+    except ImportError as e:
+        raise TrackingError(
+            f"tracking.system_metrics=true needs psutil ({e}): pip install psutil"
+        ) from None
+    return SystemMetricsMonitor
 
 
 def _lost_insert_race(e: Exception) -> bool:

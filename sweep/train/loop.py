@@ -38,7 +38,7 @@ from sweep.track.tracking import NullTracker
 from sweep.train import batches, optim, tokens
 from sweep.train import data as data_mod
 from sweep.train import model as model_mod
-from sweep.train.perf import PerfCallback
+from sweep.train.perf import PeakMemory, PerfCallback
 
 log = logging.getLogger(__name__)
 
@@ -432,16 +432,10 @@ def run_training(
     hf_logging.set_verbosity_error()
     quiet_progress_bars()
     prep = prepared or prepare(cfg)
-    model, opt, sched = _model_and_optimizers(cfg, prep)
     out_dir = _output_dir(cfg, run_dir)
     callback = RunCallback(tracker, t.objective, t.eval_every, prune_hook)
-    perf = PerfCallback()
-    trainer = _build_trainer(
-        cfg, prep, model, (opt, sched), out_dir, [callback, perf, *(callbacks or [])]
-    )
-    trainer.train(resume_from_checkpoint=_resume_point(t, out_dir, tracker))
+    trainer = _fit(cfg, prep, tracker, out_dir, [callback, *(callbacks or [])])
     steps = trainer.state.global_step
-    tracker.log_metrics(perf.summary(), step=steps)  # where the time went: sweep/train/perf.py
 
     status, objective, final, best = _outcome(t, callback)
     if t.save_model and status == "completed":
@@ -452,7 +446,7 @@ def run_training(
     if save_to and status == "completed":
         save_for_serving(trainer, prep, cfg, save_to)
 
-    del trainer, model, opt, sched
+    del trainer
     if not run_dir and t.checkpoint_every == 0:
         shutil.rmtree(out_dir, ignore_errors=True)
     return RunResult(
@@ -466,6 +460,29 @@ def run_training(
         history=callback.history,
         data_fingerprint=prep.raw.fingerprint,
     )
+
+
+def _fit(cfg: DictConfig, prep: Prepared, tracker, out_dir: str, callbacks: list) -> Trainer:
+    """Build the model and its Trainer and train. Where the time and memory went (perf.*:
+    sweep/train/perf.py) is logged at the end, and by a failed run too (out of memory above all:
+    how far it got, and with how much)."""
+    t = cfg.trainer
+    # the run's own memory, from its model on: the data are prepared (and cached) once for all
+    # the trials of a sweep, so counting them would make the first trial look bigger than others
+    peak = PeakMemory(cuda=_on_gpu(t))
+    peak.start()
+    perf = PerfCallback()
+    try:
+        model, opt, sched = _model_and_optimizers(cfg, prep)
+        trainer = _build_trainer(
+            cfg, prep, model, (opt, sched), out_dir, [callbacks[0], perf, *callbacks[1:]]
+        )
+        trainer.train(resume_from_checkpoint=_resume_point(t, out_dir, tracker))
+    except Exception:
+        tracker.log_metrics({**perf.summary(), **peak.metrics()}, step=perf.steps)
+        raise
+    tracker.log_metrics({**perf.summary(), **peak.metrics()}, step=trainer.state.global_step)
+    return trainer
 
 
 def save_for_serving(trainer, prep: Prepared, cfg: DictConfig, path: str) -> None:

@@ -26,8 +26,12 @@ from sweep.core.config import (
     validate,
 )
 from sweep.core.metrics import direction as metric_direction
+from sweep.train import oom
+from sweep.train.oom import OutOfMemory, free_memory
 
 log = logging.getLogger(__name__)
+
+FAIL_REASON = "sweep.fail_reason"  # tag of a FAILED run, user attr of its FAIL trial
 
 
 @dataclass
@@ -128,7 +132,9 @@ def make_tracker(cfg: DictConfig, check: bool = True):
     uri = tracking.resolve_uri(cfg.tracking.uri)
     if check:
         tracking.check_reachable(uri, cfg.tracking.connect_timeout)
-    return tracking.Tracker(uri, cfg.tracking.experiment)
+    return tracking.Tracker(
+        uri, cfg.tracking.experiment, system_metrics=cfg.tracking.get("system_metrics", False)
+    )
 
 
 def mask_override(override: str) -> str:
@@ -208,10 +214,15 @@ def run_job(
     if confirm is not None:
         name = f"confirm trial-{confirm.trial} seed={confirm.seed} {name}"
     save_to = confirm.save_dir if confirm is not None else None
-    result = _train_in_run(
-        cfg, ctx, tracker, prepared, prune_hook, save_to, start=(name, tags, parent)
-    )
-    return _finish(cfg, ctx, tracker, result, want_outcome)
+    try:
+        result = _train_in_run(
+            cfg, ctx, tracker, prepared, prune_hook, save_to, start=(name, tags, parent)
+        )
+        return _finish(cfg, ctx, tracker, result, want_outcome)
+    finally:
+        # an in-process worker's next trial starts from what this one gave back (an out of
+        # memory's tensors were dropped with its traceback in _train_in_run)
+        free_memory()
 
 
 def _start_tags(
@@ -264,39 +275,63 @@ def _train_in_run(
     cfg: DictConfig, ctx: TrialContext | None, tracker, prepared, prune_hook, save_to, start
 ):
     """Start the run (`start`: name, tags, parent run id), log the config and data into it and
-    train; any error closes the run (KILLED on an interrupt, FAILED otherwise) before it
-    propagates. The start is inside the guard: a Ctrl-C held back during the run's creation
-    arrives as soon as the store call returns, and must not leave the new run RUNNING."""
-    from sweep.track.tracking import dataset_records, params_of
-    from sweep.train import loop
-
-    name, tags, parent = start
+    train; any error closes the run (KILLED on an interrupt, FAILED with its `sweep.fail_reason`
+    otherwise) before it propagates. The start is inside the guard: a Ctrl-C held back during
+    the run's creation arrives as soon as the store call returns, and must not leave the new run
+    RUNNING. Running out of memory is raised as OutOfMemory, its one line (sweep/train/oom.py)."""
     try:
-        tracker.start(name, tags=tags, parent_run_id=parent)
-        trial = ctx.trial if ctx is not None else None
-        if trial is not None and tracker.run_id:
-            trial.set_user_attr("mlflow_run_id", tracker.run_id)
-        tracker.log_params(params_of(resolved(cfg)))
-        tracker.log_text(config_yaml(cfg), "config.yaml")
-        prepared = prepared or loop.prepare(cfg)
-        # what eval_f1 means (binary F1 of which label, or macro), known once the data are loaded
-        tracker.log_params(prepared.f1_params())
-        tracker.set_tags(
-            {
-                "sweep.data_fingerprint": prepared.raw.fingerprint,
-                "sweep.data_source": prepared.raw.source,
-            }
-        )
-        tracker.log_datasets(dataset_records(prepared.raw, dataset_name(cfg.data)))
-        return loop.run_training(
-            cfg, tracker, prune_hook=prune_hook, prepared=prepared, save_to=save_to
-        )
+        return _start_and_train(cfg, ctx, tracker, prepared, prune_hook, save_to, start)
     except KeyboardInterrupt:
         _close_interrupted(tracker, ctx)
         raise
     except BaseException as e:
-        _close(tracker, "FAILED", ctx and {"optuna.state": "FAIL", "sweep.error": str(e)[:500]})
-        raise
+        reason = oom.OUT_OF_MEMORY if oom.is_out_of_memory(e) else "error"
+        line = oom.advice(cfg, e) if reason == oom.OUT_OF_MEMORY else str(e)
+        _fail_reason(ctx, reason)
+        tags = {FAIL_REASON: reason, "sweep.error": line[:500]}
+        _close(tracker, "FAILED", {**tags, **({"optuna.state": "FAIL"} if ctx else {})})
+        if reason != oom.OUT_OF_MEMORY:
+            raise
+    # out of memory: raised anew out here, where the original error is gone: its traceback held
+    # the frames of the failed step, and with them the model, its optimizer and the activations
+    raise OutOfMemory(line)
+
+
+def _start_and_train(cfg: DictConfig, ctx, tracker, prepared, prune_hook, save_to, start):
+    from sweep.track.tracking import dataset_records, params_of
+    from sweep.train import loop
+
+    name, tags, parent = start
+    tracker.start(name, tags=tags, parent_run_id=parent)
+    trial = ctx.trial if ctx is not None else None
+    if trial is not None and tracker.run_id:
+        trial.set_user_attr("mlflow_run_id", tracker.run_id)
+    tracker.log_params(params_of(resolved(cfg)))
+    tracker.log_text(config_yaml(cfg), "config.yaml")
+    prepared = prepared or loop.prepare(cfg)
+    # what eval_f1 means (binary F1 of which label, or macro), known once the data are loaded
+    tracker.log_params(prepared.f1_params())
+    tracker.set_tags(
+        {
+            "sweep.data_fingerprint": prepared.raw.fingerprint,
+            "sweep.data_source": prepared.raw.source,
+        }
+    )
+    tracker.log_datasets(dataset_records(prepared.raw, dataset_name(cfg.data)))
+    return loop.run_training(
+        cfg, tracker, prune_hook=prune_hook, prepared=prepared, save_to=save_to
+    )
+
+
+def _fail_reason(ctx: TrialContext | None, reason: str) -> None:
+    """The trial records why it failed (user attr `sweep.fail_reason`, as the run's tag), for
+    the tables and `best`; the sweeper adds the error's line as its system attr."""
+    trial = ctx.trial if ctx is not None else None
+    if trial is not None:
+        try:
+            trial.set_user_attr(FAIL_REASON, reason)
+        except Exception as e:  # noqa: BLE001 - the failure itself matters more
+            log.warning("could not record the trial's fail reason: %s", e)
 
 
 def dataset_name(d: DictConfig) -> str:
@@ -319,6 +354,8 @@ def _finish(cfg: DictConfig, ctx: TrialContext | None, tracker, result, want_out
     }
     if ctx is not None:
         end_tags["optuna.state"] = state
+    if state == "FAIL":  # it trained to the end, but its objective is NaN or infinite
+        end_tags[FAIL_REASON] = "objective_not_finite"
     try:
         tracker.set_tags(end_tags)
         tracker.end("FAILED" if state == "FAIL" else "FINISHED")
@@ -368,3 +405,5 @@ def _close(tracker, status: str, tags: dict | None) -> None:
         tracker.end(status)
     except Exception as e:  # noqa: BLE001 - the original error matters more
         log.warning("could not close the MLflow run: %s", e)
+    finally:
+        tracker.stop_system_metrics()  # even when the store refused the tags or the end
