@@ -27,6 +27,7 @@ from sweep.core.config import (
 )
 from sweep.core.metrics import direction as metric_direction
 from sweep.train import oom
+from sweep.train.gpu import device_tags, keep_one_gpu
 from sweep.train.oom import OutOfMemory, free_memory
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,9 @@ def run_job(
     `confirm` (sweep.search.confirm.ConfirmContext): a confirmation run, a child of the sweep's
     parent run that trains to the end and saves its model for the winner's registration."""
     validate(cfg)
+    # before anything starts CUDA in this process (check_compile, the model): one GPU per run,
+    # never a silent nn.DataParallel over all that the machine shows (sweep/train/gpu.py)
+    keep_one_gpu(cfg)
     if confirm is not None:
         extra_tags = {**confirm.tags(), **(extra_tags or {})}
         want_outcome = True
@@ -228,12 +232,14 @@ def run_job(
 def _start_tags(
     cfg: DictConfig, ctx: TrialContext | None, extra_tags: dict[str, str] | None
 ) -> dict[str, str]:
-    """The tags the job's MLflow run starts with: environment, seed, overrides, objective, the
-    caller's extras, and the trial's study and number in a sweep."""
+    """The tags the job's MLflow run starts with: environment, the device it trains on and its
+    effective batch, seed, overrides, objective, the caller's extras, and the trial's study and
+    number in a sweep."""
     from sweep.track.tracking import environment_tags
 
     tags = environment_tags()
     tags.update(trial_env.node_tags())
+    tags.update(device_tags(cfg))
     tags.update(
         {
             "sweep.seed": str(cfg.trainer.seed),
