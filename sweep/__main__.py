@@ -6,6 +6,7 @@
     python -m sweep report --experiment NAME [--tracking-uri URI] [--out report.html]
     python -m sweep confirm --experiment NAME [--top K] [--seeds S] [--study NAME]
     python -m sweep ui [--host 127.0.0.1] [--port 5000] [--tracking-uri URI] [--allow-remote]
+    python -m sweep dashboard [--experiment NAME] [--storage URL] [--host 127.0.0.1] [--port 8080]
 
 Every command takes `--tracking-uri`; without it $MLFLOW_TRACKING_URI is used, else
 `sqlite:///mlflow.db` in the working directory.
@@ -256,6 +257,72 @@ def cmd_ui(args: argparse.Namespace) -> int:
     )
 
 
+# --------------------------------------------------------------------------- dashboard
+
+
+def add_dashboard(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "dashboard",
+        help="optuna-dashboard on a sweep's Optuna study storage, live (loopback only unless "
+        "--allow-remote)",
+        description=(
+            "Serve optuna-dashboard on the study storage of a sweep (journal file, SQLite or "
+            "PostgreSQL) and print the study's URL; Ctrl-C stops it. The storage: --storage, "
+            "else the sweep of --experiment (its parent run's tag sweep.storage, else "
+            ".sweep/<experiment>.journal here), else the one journal in .sweep/ here. The "
+            "dashboard has no login and can delete studies, so a --host outside the loopback "
+            "range is refused unless --allow-remote is given."
+        ),
+    )
+    p.add_argument("--experiment", metavar="NAME", help="MLflow experiment of the sweep")
+    p.add_argument(
+        "--study", metavar="NAME", help="the sweep's study when the storage holds several"
+    )
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage: journal:///path, a .journal file, sqlite:///path.db, "
+        "postgresql://...",
+    )
+    _add_tracking_uri(p)
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free one)")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host: anyone who reaches it can read and delete studies",
+    )
+    p.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="do not open a browser (never opened without a display)",
+    )
+    p.add_argument(
+        "--access-log", action="store_true", help="show the server's line per HTTP request"
+    )
+    return p
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from sweep.cli import dashboard
+
+    dashboard.check_host(args.host, args.allow_remote)  # refused before anything heavy starts
+    target = dashboard.find_target(
+        storage=args.storage,
+        experiment=args.experiment,
+        study=args.study,
+        tracking_uri=args.tracking_uri,
+    )
+    return dashboard.serve(
+        target,
+        args.host,
+        args.port,
+        allow_remote=args.allow_remote,
+        browser=not args.no_browser,
+        access_log=args.access_log,
+    )
+
+
 # --------------------------------------------------------------------------- dispatch
 
 Command = tuple[Callable[..., argparse.ArgumentParser], Callable[[argparse.Namespace], int]]
@@ -265,6 +332,7 @@ COMMANDS: dict[str, Command] = {
     "report": (add_report, cmd_report),
     "confirm": (add_confirm, cmd_confirm),
     "ui": (add_ui, cmd_ui),
+    "dashboard": (add_dashboard, cmd_dashboard),
 }
 
 
