@@ -514,8 +514,10 @@ class SlurmCluster:
     the user who submits them, so slurmd must run as root. Clients find the cluster through
     SLURM_CONF (`env()`). Stopped by PID; `stop` cancels its jobs first."""
 
-    def __init__(self, cpus: int = 2):
-        self.cpus = cpus
+    def __init__(self, cpus: int = 2, message_timeout: int = 10):
+        # message_timeout: how long a client (squeue, sbatch, scancel) waits for an answer,
+        # and tries to connect, before it fails (SLURM's MessageTimeout, default 10 s)
+        self.cpus, self.message_timeout = cpus, message_timeout
         self.base = Path(tempfile.mkdtemp(prefix="slurm-", dir=_shared_tmp()))
         self.conf = self.base / "slurm.conf"
 
@@ -577,6 +579,7 @@ class SlurmCluster:
                     "SlurmdParameters=config_overrides",  # CPUs= as written, not as detected
                     "KillWait=5",  # scancel: SIGTERM, then SIGKILL 5 s later
                     "MinJobAge=600",  # squeue lists ended jobs (and their state) for 10 min
+                    f"MessageTimeout={self.message_timeout}",
                     f"NodeName={socket.gethostname()} NodeAddr=127.0.0.1 CPUs={self.cpus} "
                     "State=UNKNOWN",
                     "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
@@ -604,6 +607,60 @@ class SlurmCluster:
             self.stop()
             raise
         return self
+
+    def _pid(self, name: str) -> int | None:
+        """The PID `name` (slurmctld, slurmd) wrote, while that process still runs."""
+        with contextlib.suppress(OSError, ValueError):
+            pid = int((self.base / f"{name}.pid").read_text().strip())
+            if Path(f"/proc/{pid}").exists():
+                return pid
+        return None
+
+    def answers(self) -> bool:
+        """Whether the controller answers a client now."""
+        out = subprocess.run(["squeue", "-h"], env=self.env(), capture_output=True, timeout=60)
+        return out.returncode == 0
+
+    def stop_controller(self) -> None:
+        """Stop `slurmctld` by its PID (SIGTERM: it saves its state and exits), as a controller
+        restart or crash does; `slurmd` and the jobs it runs go on."""
+        pid = self._pid("slurmctld")
+        assert pid is not None, "slurmctld is not running"
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.time() + 30
+        while Path(f"/proc/{pid}").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
+        while Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+
+    def start_controller(self, timeout: float = 60) -> None:
+        """Start `slurmctld` again on the saved state (its jobs and their states come back)."""
+        ctld = shutil.which("slurmctld")
+        assert ctld is not None and self._pid("slurmctld") is None
+        subprocess.run(
+            [ctld, "-f", str(self.conf)], env=self.env(), check=True, capture_output=True
+        )
+        deadline = time.time() + timeout
+        while not self.answers():
+            assert time.time() < deadline, "slurmctld did not answer again"
+            time.sleep(0.2)
+
+    def jobs(self) -> dict[str, tuple[str, str, str]]:
+        """{job id: (state, start, end)} of every job the controller knows, ended ones too (it
+        keeps them MinJobAge = 10 min); times as SLURM writes them (ISO, to the second)."""
+        out = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-o", "%i %T %S %e"],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return {
+            job: (state, start, end)
+            for job, state, start, end in map(str.split, out.stdout.splitlines())
+        }
 
     def squeue(self) -> list[str]:
         """`jobid state` of every job the cluster still runs or waits to run."""

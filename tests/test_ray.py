@@ -48,6 +48,8 @@ SWEEP = [
 ]
 # trials long enough to be caught mid-way (~200 steps of the tiny model)
 LONG = ["data.train_size=3200", "data.max_train_samples=3200", "trainer.eval_every=20"]
+# a token given through the config: it must never reach a task (an env var on the nodes instead)
+CONFIG_SECRET = "hf_cfgSecret7Qm2xW"
 
 
 def start_cluster(env: dict[str, str] | None = None) -> RayCluster:
@@ -111,6 +113,25 @@ def test_a_password_in_the_storage_url_is_refused_before_any_job(workdir):
     assert not (workdir / "multirun").exists() or not list((workdir / "multirun").rglob("*.yaml"))
 
 
+def _assert_refused_secret(proc) -> None:
+    """A sweep refused for a token in its config: exit 2, one `error:` line naming the key and
+    the variable to set on the nodes instead, never the token itself."""
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stdout[-3000:]
+    assert "model.hf_token" in errors[0] and "HF_TOKEN" in errors[0], errors[0]
+    assert CONFIG_SECRET not in errors[0]
+
+
+def test_a_secret_in_the_config_is_refused_before_any_job(workdir):
+    # no cluster at that address: a launcher that connected first would say "no Ray cluster"
+    proc = run_train(
+        [*SWEEP, "hydra.launcher.address=127.0.0.1:1", f"+model.hf_token={CONFIG_SECRET}"],
+        workdir,
+        timeout=180,
+    )
+    _assert_refused_secret(proc)
+
+
 def test_no_cluster_is_one_line_error(workdir):
     proc = run_train([*SWEEP, "hydra.launcher.address=127.0.0.1:1"], workdir, timeout=180)
     assert proc.returncode == 2, proc.stdout[-2000:]
@@ -134,6 +155,19 @@ def test_ray_sweep_with_postgres_and_mlflow_server(tmp_path_factory, workdir):
         server = MlflowServer(backend, base / "artifacts", base / "server.log").start()
         cluster = start_cluster({"PGPASSWORD": password})
         env = {"RAY_ADDRESS": cluster.address, "PGPASSWORD": password}
+        # a token given through the config (its own study and store, so that a sweep that wrongly
+        # ran leaves the one below alone): refused, and looked for with the password at the end
+        leak = run_train(
+            [
+                *SWEEP,
+                "hydra.sweeper.n_trials=1",
+                "tracking.experiment=leak-check",
+                f"+model.hf_token={CONFIG_SECRET}",
+            ],
+            workdir,
+            env=env,
+            timeout=300,
+        )
         proc = run_train(
             [
                 *SWEEP,
@@ -188,13 +222,15 @@ def test_ray_sweep_with_postgres_and_mlflow_server(tmp_path_factory, workdir):
         nodes = {_node_of(r) for r in children}
         assert len(nodes) == 2, nodes  # both worker nodes ran trials (the head has no CPUs)
 
-        # no password in Hydra's files, the study's folder, MLflow's store or Ray's session
-        needle = password.encode()
-        for root in (workdir, base, cluster.temp):
-            for path in Path(root).rglob("*"):
-                if path.is_file() and not path.is_symlink():
-                    with open(path, "rb") as f:
-                        assert needle not in f.read(), path
+        # no password and no config secret in Hydra's files, the study's folder, MLflow's store
+        # or Ray's session
+        for needle in (password.encode(), CONFIG_SECRET.encode()):
+            for root in (workdir, base, cluster.temp):
+                for path in Path(root).rglob("*"):
+                    if path.is_file() and not path.is_symlink():
+                        with open(path, "rb") as f:
+                            assert needle not in f.read(), (path, needle)
+        _assert_refused_secret(leak)
     finally:
         if cluster is not None:
             cluster.stop()
