@@ -16,6 +16,7 @@ import random
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -341,15 +342,18 @@ class MlflowServer:
 
 
 class RayCluster:
-    """A Ray cluster on this host: a head with no CPUs (so every task runs on a worker node) and
-    `nodes` worker nodes, all on 127.0.0.1. Each process gets its own ports and the cluster its
-    own temp dir, so clusters of parallel tests do not meet. Nodes start with `env` only (a
-    cluster's nodes do not see the driver's environment). Stopped by PID, never `ray stop`
-    (which stops every Ray process of the host)."""
+    """A Ray cluster on this host: a head with no CPUs or GPUs (so every task runs on a worker
+    node) and `nodes` worker nodes, all on 127.0.0.1. Each process gets its own ports and the
+    cluster its own temp dir, so clusters of parallel tests do not meet. Nodes start with `env`
+    only (a cluster's nodes do not see the driver's environment). Stopped by PID, never `ray
+    stop` (which stops every Ray process of the host)."""
 
-    def __init__(self, nodes: int = 2, env: dict[str, str] | None = None, cpus: int = 1):
+    def __init__(
+        self, nodes: int = 2, env: dict[str, str] | None = None, cpus: int = 1, gpus: int = 0
+    ):
         self.n_nodes = nodes
         self.cpus = cpus
+        self.gpus = gpus  # per worker node: GPUs Ray counts and hands out (none need be there)
         self.env = env or {}
         self.temp = Path(tempfile.mkdtemp(prefix="ray-", dir=_shared_tmp()))
         self.port = free_port()
@@ -441,12 +445,19 @@ class RayCluster:
                     "--head",
                     f"--port={self.port}",
                     "--num-cpus=0",
+                    "--num-gpus=0",
                     f"--temp-dir={self.temp}",
                     "--include-dashboard=false",
                 ]
             )
             for _ in range(self.n_nodes):
-                self._start([f"--address={self.address}", f"--num-cpus={self.cpus}"])
+                self._start(
+                    [
+                        f"--address={self.address}",
+                        f"--num-cpus={self.cpus}",
+                        f"--num-gpus={self.gpus}",
+                    ]
+                )
         except BaseException:
             self.stop()
             raise
@@ -512,12 +523,13 @@ class SlurmCluster:
     started by hand with a configuration, state and ports of their own (so clusters of parallel
     tests do not meet) and munge for authentication (one `munged` per host, shared). Jobs run as
     the user who submits them, so slurmd must run as root. Clients find the cluster through
-    SLURM_CONF (`env()`). Stopped by PID; `stop` cancels its jobs first."""
+    SLURM_CONF (`env()`). Stopped by PID; `stop` cancels its jobs first. With `gpus`, the node
+    has that many GPUs that SLURM schedules, with no device behind them (`_fake_gpus`)."""
 
-    def __init__(self, cpus: int = 2, message_timeout: int = 10):
+    def __init__(self, cpus: int = 2, gpus: int = 0, message_timeout: int = 10):
         # message_timeout: how long a client (squeue, sbatch, scancel) waits for an answer,
         # and tries to connect, before it fails (SLURM's MessageTimeout, default 10 s)
-        self.cpus, self.message_timeout = cpus, message_timeout
+        self.cpus, self.gpus, self.message_timeout = cpus, gpus, message_timeout
         self.base = Path(tempfile.mkdtemp(prefix="slurm-", dir=_shared_tmp()))
         self.conf = self.base / "slurm.conf"
 
@@ -580,8 +592,10 @@ class SlurmCluster:
                     "KillWait=5",  # scancel: SIGTERM, then SIGKILL 5 s later
                     "MinJobAge=600",  # squeue lists ended jobs (and their state) for 10 min
                     f"MessageTimeout={self.message_timeout}",
+                    *(["GresTypes=gpu"] if self.gpus else []),
                     f"NodeName={socket.gethostname()} NodeAddr=127.0.0.1 CPUs={self.cpus} "
-                    "State=UNKNOWN",
+                    + (f"Gres=gpu:{self.gpus} " if self.gpus else "")
+                    + "State=UNKNOWN",
                     "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
                     "",
                 ]
@@ -591,6 +605,8 @@ class SlurmCluster:
         (self.base / "cgroup.conf").write_text("CgroupPlugin=cgroup/v1\n")
         env = self.env()
         try:
+            if self.gpus:
+                self._fake_gpus()
             subprocess.run([ctld, "-f", str(self.conf)], env=env, check=True, capture_output=True)
             subprocess.run([slurmd, "-f", str(self.conf)], env=env, check=True, capture_output=True)
             deadline = time.time() + 60
@@ -607,6 +623,18 @@ class SlurmCluster:
             self.stop()
             raise
         return self
+
+    def _fake_gpus(self) -> None:
+        """`gpus` GPUs that SLURM schedules and hands out (CUDA_VISIBLE_DEVICES, SLURM_JOB_GPUS)
+        with nothing behind them: slurmd wants a character device per GPU, so each is a copy of
+        /dev/null's (major 1, minor 3) in the cluster's own folder."""
+        for i in range(self.gpus):
+            try:
+                os.mknod(self.base / f"gpu{i}", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+            except OSError as e:
+                raise ServiceUnavailable(f"cannot make a fake GPU device ({e})") from None
+        files = f"{self.base}/gpu[0-{self.gpus - 1}]" if self.gpus > 1 else f"{self.base}/gpu0"
+        (self.base / "gres.conf").write_text(f"AutoDetect=off\nName=gpu File={files}\n")
 
     def _pid(self, name: str) -> int | None:
         """The PID `name` (slurmctld, slurmd) wrote, while that process still runs."""

@@ -298,3 +298,48 @@ def test_ctrl_c_cancels_the_tasks_and_a_rerun_resumes(ray_cluster, workdir):
     study = _study(_journal(workdir))
     assert study_mod.count(study).finished == 3
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+
+
+def test_a_quarter_of_a_gpu_packs_four_trials_onto_one_gpu(workdir):
+    """One worker node of 4 CPUs and 1 GPU (Ray counts it; no device behind it): with
+    `num_gpus=0.25` the four trials of a batch run on it at once, each told GPU 0; a job asking
+    for more GPUs than the cluster has is refused before any job (Ray would hold it forever)."""
+    try:
+        cluster = RayCluster(nodes=1, cpus=4, gpus=1, env=OFFLINE).start()
+    except ServiceUnavailable as e:
+        unavailable(str(e))
+        raise
+    env = {"RAY_ADDRESS": cluster.address}
+    args = [a for a in SWEEP if not a.startswith("hydra.sweeper.n_jobs=")]
+    try:
+        refused = run_train([*args, "hydra.launcher.num_gpus=2"], workdir, env=env, timeout=180)
+        packed = run_train(
+            [
+                *args,
+                *LONG,
+                "hydra.launcher.num_gpus=0.25",
+                "hydra.sweeper.n_jobs=4",
+                "hydra.sweeper.n_trials=4",
+            ],
+            workdir,
+            env=env,
+            timeout=600,
+        )
+    finally:
+        cluster.stop()
+    assert not cluster.pids(), "a process of the test's Ray cluster is still running"
+    errors = [line for line in refused.stdout.splitlines() if line.startswith("error:")]
+    assert refused.returncode == 2 and len(errors) == 1, refused.stdout[-3000:]
+    assert "has 1 GPUs" in errors[0] and "num_gpus=2" in errors[0], errors[0]
+
+    assert packed.returncode == 0, packed.stdout[-4000:]
+    runs = [
+        r
+        for r in runs_of(mlflow_client(workdir), EXPERIMENT)
+        if "optuna.trial_number" in r.data.tags
+    ]
+    assert len(runs) == 4
+    # what Ray gave each task: GPU 0, a quarter of it
+    assert {r.data.tags.get("sweep.node.gpus") for r in runs} == {"0 x0.25"}, runs
+    # and the four ran at the same time
+    assert max(r.info.start_time for r in runs) < min(r.info.end_time for r in runs)

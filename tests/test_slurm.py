@@ -72,6 +72,13 @@ def slurm():
 
 
 @pytest.fixture
+def slurm_gpus():
+    """A cluster of 4 CPUs and 2 GPUs that SLURM schedules and names in each job's environment
+    (no device behind them: tests/services.py)."""
+    yield from _cluster(cpus=4, gpus=2)
+
+
+@pytest.fixture
 def slurm_quick():
     """A cluster whose clients give up on an absent controller after ~3 s (MessageTimeout,
     default 10 s; a squeue that meets the controller shutting down waits ~13 s and then
@@ -567,3 +574,45 @@ def test_jobs_left_running_by_a_sweep_that_lost_its_controller_are_cancelled_fir
     assert not left.exists()
     state = slurm.jobs()[job][0]
     assert state == "CANCELLED", state
+
+
+# --------------------------------------------------------------------------- GPUs
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_gpus_per_task_gives_each_trial_job_a_gpu_of_its_own(slurm_gpus, workdir):
+    """3 trial jobs at once, each asking for one GPU, on a node of 4 CPUs and 2 GPUs: the CPUs
+    would run all three together; SLURM runs two, each on its own GPU, and the third once a
+    GPU is free."""
+    args = [
+        "-m",
+        *TINY,
+        "hydra/launcher=slurm",
+        "hydra.launcher.gpus_per_task=1",
+        "hydra.launcher.poll_interval=0.5",
+        "hydra.sweeper.n_jobs=3",
+        "hydra.sweeper.n_trials=3",
+    ]
+    proc = run_train(args, workdir, env={"SLURM_CONF": str(slurm_gpus.conf)}, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    scripts = list(workdir.rglob("*_submission.sh"))
+    assert len(scripts) == 3
+    for script in scripts:  # the sbatch script each job really got
+        lines = script.read_text().splitlines()
+        assert "#SBATCH --gpus-per-task=1" in lines and "#SBATCH --ntasks-per-node=1" in lines
+        assert not [ln for ln in lines if "--gpus-per-node" in ln], lines
+    # the GPU SLURM gave each trial's job (SLURM_JOB_GPUS, tagged by the trial), and when each
+    # job ran by SLURM's own record
+    gpu = {
+        r.data.tags["sweep.slurm.job_id"]: r.data.tags.get("sweep.node.gpus")
+        for rs in _trial_runs(workdir).values()
+        for r in rs
+    }
+    jobs = slurm_gpus.jobs()
+    assert sorted(gpu) == sorted(jobs) and set(gpu.values()) <= {"0", "1"}, (gpu, jobs)
+    first, second, third = sorted(jobs, key=lambda j: jobs[j][1])
+    assert gpu[first] != gpu[second]  # the two that ran together: a GPU each
+    # the third waited for a GPU (SLURM times are to the second: it may start in the one
+    # another ended)
+    assert jobs[third][1] >= min(jobs[first][2], jobs[second][2]), jobs

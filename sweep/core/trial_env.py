@@ -65,6 +65,8 @@ def with_local_password(url: str) -> str:
 
 
 NODE = "SWEEP_NODE"  # set by a launcher in its job: where the job runs (its engine's words)
+# set by a launcher in its job: the GPUs its engine gave the job, and their share (`0 x0.25`)
+NODE_GPUS = "SWEEP_NODE_GPUS"
 
 
 def node_tags() -> dict[str, str]:
@@ -75,6 +77,11 @@ def node_tags() -> dict[str, str]:
     tags = {"sweep.host": socket.gethostname()}
     if os.environ.get(NODE):
         tags["sweep.node"] = os.environ[NODE]
+    # the GPUs the engine gave the job (SLURM lists them in every job that has some), whether
+    # or not this machine's torch can use them
+    gpus = os.environ.get(NODE_GPUS) or os.environ.get("SLURM_JOB_GPUS")
+    if gpus:
+        tags["sweep.node.gpus"] = gpus
     job = os.environ.get("SLURM_JOB_ID")
     if job:
         array = os.environ.get("SLURM_ARRAY_TASK_ID")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import sys
@@ -46,7 +47,10 @@ class RayLauncherConf:
     _target_: str = "hydra_plugins.sweep_engines.sweep_engines.RayLauncher"
     address: str | None = None  # the cluster's GCS address; default: $RAY_ADDRESS, else "auto"
     num_cpus: float = 1  # per job (torch in the job uses this many threads)
-    num_gpus: float = 0  # per job
+    # per job: 1 gives each trial a GPU of its own; a fraction packs trials onto one GPU (0.25:
+    # four at a time). Ray counts the shares and sets each task's CUDA_VISIBLE_DEVICES; it does
+    # not divide the GPU's memory, so the packed trials must fit in it together
+    num_gpus: float = 0
     env: dict[str, str] = field(default_factory=dict)  # set in every job
     forward_env: list[str] = field(default_factory=lambda: list(OFFLINE))  # the driver's values
     chdir: bool = True  # run each job from the driver's working directory (a shared filesystem)
@@ -62,8 +66,27 @@ def _run_on_node(
     """One job, inside a Ray worker: tagged with the node it runs on."""
     import ray
 
-    os.environ[trial_env.NODE] = f"ray {ray.get_runtime_context().get_node_id()}"
+    context = ray.get_runtime_context()
+    os.environ[trial_env.NODE] = f"ray {context.get_node_id()}"
+    # what Ray gave this task (a worker process runs many tasks: set or cleared every time)
+    share = context.get_assigned_resources().get("GPU", 0)
+    gpus = ",".join(str(g) for g in ray.get_gpu_ids())
+    os.environ[trial_env.NODE_GPUS] = f"{gpus} x{share:g}" if gpus else ""
     return run_here(hydra_context, task_function, config, singleton_state, cwd)
+
+
+def check_share(name: str, value: Any) -> float:
+    """A job's share of a Ray resource as Ray takes it: a number >= 0, a fraction of one unit
+    or a whole number of units (Ray refuses 1.5 GPUs)."""
+    what = f"hydra.launcher.{name}={value}"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UserError(f"{what}: a number (e.g. 1, or 0.25 for a quarter)")
+    if value < 0 or (value > 1 and value != int(value)):
+        raise UserError(
+            f"{what}: a job's share is a fraction up to 1 (0.25: four trials share one) or a "
+            "whole number"
+        )
+    return float(value)
 
 
 def _probe(address: str) -> None:
@@ -99,9 +122,14 @@ class RayLauncher(ClusterLauncher):
         return env
 
     def check(self) -> None:
-        """Connect to the cluster once, before any job (a clear error when there is none)."""
+        """Check the options, then connect to the cluster once, before any job (a clear error
+        when there is none, or when no node could ever run a job)."""
         import ray
 
+        shares = {
+            name: check_share(name, self.opts.get(name, default))
+            for name, default in (("num_cpus", RayLauncherConf.num_cpus), ("num_gpus", 0))
+        }
         if ray.is_initialized():
             return
         address = self.opts.address or os.environ.get("RAY_ADDRESS") or "auto"
@@ -128,12 +156,13 @@ class RayLauncher(ClusterLauncher):
                 "start one (`ray start --head`, then `ray start --address=...` on each node) "
                 "or set hydra.launcher.address"
             ) from None
-        cpus = ray.cluster_resources().get("CPU", 0)
-        if cpus < float(self.opts.num_cpus):
-            raise UserError(
-                f"hydra/launcher=ray: the cluster at {address} has {cpus:g} CPUs, a job asks "
-                f"for hydra.launcher.num_cpus={self.opts.num_cpus}"
-            )
+        have = ray.cluster_resources()
+        for resource, name in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
+            if have.get(resource, 0) < shares[name]:
+                raise UserError(
+                    f"hydra/launcher=ray: the cluster at {address} has {have.get(resource, 0):g} "
+                    f"{resource}s, a job asks for hydra.launcher.{name}={shares[name]:g}"
+                )
 
     def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
         import ray

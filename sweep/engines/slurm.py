@@ -68,6 +68,10 @@ class SlurmLauncherConf:
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
     partition: str | None = None
     cpus_per_task: int = 1
+    # GPUs per job: `gpus_per_task=1` gives each trial (one job, one task) one GPU of its own,
+    # which SLURM names in the job's CUDA_VISIBLE_DEVICES; `gpus_per_node` asks for them per
+    # node instead (the same on one node; set one of the two)
+    gpus_per_task: int | None = None
     gpus_per_node: int | None = None
     mem_gb: float | None = None
     timeout_min: int = 60
@@ -115,6 +119,24 @@ def queue_states(job_ids: list[str]) -> dict[str, str]:
         job, _, state = line.strip().partition(" ")
         states[job] = state.strip()
     return states
+
+
+def check_options(opts) -> None:
+    """The launcher options no SLURM would take, refused before the controller is asked (their
+    types are the schema's: Hydra refuses `gpus_per_task=one`)."""
+    for name, least in (("cpus_per_task", 1), ("gpus_per_task", 0), ("gpus_per_node", 0)):
+        value = opts.get(name)
+        if value is not None and int(value) < least:
+            raise UserError(f"hydra.launcher.{name}={value}: at least {least}")
+    if opts.get("gpus_per_task") and opts.get("gpus_per_node"):
+        raise UserError(
+            f"hydra.launcher.gpus_per_task={opts.gpus_per_task} and "
+            f"gpus_per_node={opts.gpus_per_node}: set one (gpus_per_task=1: one GPU per trial)"
+        )
+    if float(opts.get("poll_interval", 1)) <= 0:
+        raise UserError(f"hydra.launcher.poll_interval={opts.poll_interval}: more than 0 seconds")
+    if float(opts.get("controller_grace", 0)) < 0:
+        raise UserError(f"hydra.launcher.controller_grace={opts.controller_grace}: 0 or more")
 
 
 @dataclass
@@ -178,8 +200,9 @@ class SlurmLauncher(ClusterLauncher):
     engine = "slurm"
 
     def check(self) -> None:
-        """The SLURM client must answer before anything is submitted; jobs an earlier sweep
-        from this directory left running are cancelled first."""
+        """The options must make sense and the SLURM client must answer before anything is
+        submitted; jobs an earlier sweep from this directory left running are cancelled first."""
+        check_options(self.opts)
         try:
             out = subprocess.run(
                 ["squeue", "-h", "-u", str(os.getuid())], capture_output=True, text=True, timeout=30
@@ -197,6 +220,7 @@ class SlurmLauncher(ClusterLauncher):
         o = self.opts
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=0)
         params: dict[str, Any] = {
+            "ntasks_per_node": 1,  # one task: the trial (what --gpus-per-task counts per)
             "cpus_per_task": int(o.cpus_per_task),
             "time": int(o.timeout_min),
             "job_name": str(o.job_name),
@@ -205,8 +229,9 @@ class SlurmLauncher(ClusterLauncher):
         }
         if o.partition:
             params["partition"] = str(o.partition)
-        if o.gpus_per_node:
-            params["gpus_per_node"] = int(o.gpus_per_node)
+        for gpus in ("gpus_per_task", "gpus_per_node"):
+            if o.get(gpus):
+                params[gpus] = int(o[gpus])
         if o.mem_gb:
             params["mem"] = f"{int(float(o.mem_gb) * 1024)}MB"
         executor.update_parameters(**params)
