@@ -184,6 +184,35 @@ def sweep_study(workdir: Path, experiment: str, storage: str | None = None):
     return study
 
 
+def studies_made(workdir: Path, experiment: str):
+    """Every Optuna study in `workdir`'s default journal for `experiment`, by name."""
+    import optuna
+
+    from sweep.search.study import open_storage
+
+    storage = open_storage(f"journal://{workdir / '.sweep' / (experiment + '.journal')}")
+    names = optuna.study.get_all_study_names(storage=storage)
+    return {n: optuna.load_study(study_name=n, storage=storage) for n in names}
+
+
+def finished(study) -> int:
+    """How many of a study's trials have ended (COMPLETE, PRUNED or FAIL)."""
+    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+
+
+# a token given through the config (`+model.hf_token=...`) in the cluster tests
+CONFIG_SECRET = "hf_cfgSecret7Qm2xW"
+
+
+def assert_refused_secret(proc) -> None:
+    """A sweep refused for a token in its config: exit 2, one `error:` line naming the key and
+    the variable to set on the nodes instead, never the token itself."""
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stdout[-3000:]
+    assert "model.hf_token" in errors[0] and "HF_TOKEN" in errors[0], errors[0]
+    assert CONFIG_SECRET not in errors[0]
+
+
 def study_if_made(workdir: Path, experiment: str, storage: str | None = None):
     """For polling while a sweep starts: its study, or None while there is none yet (the journal
     file exists a moment before the study does). More than one study is still an error."""

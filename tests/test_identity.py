@@ -17,7 +17,16 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import TINY, compose, mlflow_client, run_train, runs_of, sweep_cli
+from conftest import (
+    TINY,
+    compose,
+    finished,
+    mlflow_client,
+    run_train,
+    runs_of,
+    studies_made,
+    sweep_cli,
+)
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -195,25 +204,15 @@ def test_an_old_study_named_explicitly_resumes_as_before(tmp_path):
 # --------------------------------------------------------------------------- real sweeps
 
 
-def studies(workdir: Path, experiment: str = EXPERIMENT) -> dict[str, optuna.Study]:
-    storage = open_storage(f"journal://{workdir / '.sweep' / (experiment + '.journal')}")
-    names = optuna.study.get_all_study_names(storage=storage)
-    return {n: optuna.load_study(study_name=n, storage=storage) for n in names}
-
-
-def finished(study: optuna.Study) -> int:
-    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-
-
 @pytest.mark.slow
 def test_a_changed_search_space_starts_its_own_sweep_and_each_command_resumes_its_own(workdir):
     first = run_train(SWEEP, workdir)
     assert first.returncode == 0, first.stdout[-3000:]
-    (old_name,) = studies(workdir)
+    (old_name,) = studies_made(workdir, EXPERIMENT)
     changed = [*SWEEP, "optimizer.lr=tag(log, interval(1e-5, 1e-4))", "scheduler=cosine"]
     second = run_train(changed, workdir)
     assert second.returncode == 0, second.stdout[-3000:]
-    found = studies(workdir)
+    found = studies_made(workdir, EXPERIMENT)
     assert len(found) == 2
     (new_name,) = set(found) - {old_name}
     assert finished(found[old_name]) == 2 and finished(found[new_name]) == 2
@@ -240,7 +239,7 @@ def test_a_changed_search_space_starts_its_own_sweep_and_each_command_resumes_it
     assert f"study '{old_name}'" in again.stdout and "2/2 trials finished" in again.stdout
     more = run_train([*changed, "hydra.sweeper.n_trials=3"], workdir)
     assert more.returncode == 0, more.stdout[-3000:]
-    after = studies(workdir)
+    after = studies_made(workdir, EXPERIMENT)
     assert finished(after[old_name]) == 2 and finished(after[new_name]) == 3
 
 
@@ -253,7 +252,7 @@ def test_another_model_in_another_tracking_store(workdir):
     proc = run_train(bigger, workdir)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "could not write" not in proc.stdout
-    found = studies(workdir, "shared")
+    found = studies_made(workdir, "shared")
     assert len(found) == 2 and all(finished(s) == 2 for s in found.values())
     from sweep.track.tracking import client
 
@@ -280,7 +279,7 @@ def test_a_worker_with_another_identity_is_refused_before_it_asks(workdir):
     assert len(errors) == 1, proc.stdout[-3000:]
     assert "study 'team' holds another sweep" in errors[0]
     assert "optimizer.lr range 3e-05..0.0004 (log) -> range 1e-05..0.0001 (log)" in errors[0]
-    assert len(studies(workdir)["team"].trials) == 2  # it asked for no trial
+    assert len(studies_made(workdir, EXPERIMENT)["team"].trials) == 2  # it asked for no trial
 
 
 @pytest.mark.slow
@@ -295,13 +294,13 @@ def test_an_old_study_resumes_and_best_report_and_reproduce_find_it(workdir):
     journal.write_text(
         "\n".join(kept) + "\n"
     )  # both identity attrs (their keys start sweep.identity)
-    (study,) = studies(workdir).values()
+    (study,) = studies_made(workdir, EXPERIMENT).values()
     assert identity.DIGEST not in study.user_attrs and finished(study) == 2
 
     more = run_train([*SWEEP, "hydra.sweeper.n_trials=3"], workdir)
     assert more.returncode == 0, more.stdout[-3000:]
     assert more.stdout.count("predates sweep identities") == 1, more.stdout[-3000:]
-    after = studies(workdir)
+    after = studies_made(workdir, EXPERIMENT)
     assert list(after) == [EXPERIMENT] and finished(after[EXPERIMENT]) == 3
     assert after[EXPERIMENT].user_attrs[identity.DIGEST]  # adopted: found again without a note
     again = run_train([*SWEEP, "hydra.sweeper.n_trials=3"], workdir)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import ROOT, TINY, compose, mlflow_client, run_train, runs_of
+from conftest import ROOT, TINY, compose, finished, mlflow_client, run_train, runs_of, studies_made
 from optuna.distributions import FloatDistribution
 
 from sweep.search import identity
@@ -148,16 +148,6 @@ def test_a_study_that_differs_only_in_code_defaults_is_named_in_a_note(tmp_path)
 # --------------------------------------------------------------------------- real sweeps
 
 
-def studies(workdir: Path) -> dict[str, optuna.Study]:
-    storage = open_storage(f"journal://{workdir / '.sweep' / (EXPERIMENT + '.journal')}")
-    names = optuna.study.get_all_study_names(storage=storage)
-    return {n: optuna.load_study(study_name=n, storage=storage) for n in names}
-
-
-def finished(study: optuna.Study) -> int:
-    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-
-
 @pytest.mark.slow
 def test_a_study_left_by_the_old_scheme_resumes_with_the_same_command(workdir):
     """The study as the code before version 2 left it: named after the old digest, the old
@@ -166,7 +156,7 @@ def test_a_study_left_by_the_old_scheme_resumes_with_the_same_command(workdir):
     command = [*SWEEP, "tracking.enabled=false"]
     first = run_train([*command, "hydra.sweeper.n_trials=1"], workdir)
     assert first.returncode == 0, first.stdout[-3000:]
-    ((name, study),) = studies(workdir).items()
+    ((name, study),) = studies_made(workdir, EXPERIMENT).items()
     doc = json.loads(study.user_attrs[identity.DOC])
     old_name = identity.study_name(EXPERIMENT, identity.digest(old_scheme(doc)))
     storage = study._storage
@@ -182,7 +172,7 @@ def test_a_study_left_by_the_old_scheme_resumes_with_the_same_command(workdir):
 
     more = run_train(command, workdir)
     assert more.returncode == 0, more.stdout[-3000:]
-    after = studies(workdir)
+    after = studies_made(workdir, EXPERIMENT)
     assert list(after) == [old_name], more.stdout[-3000:]
     assert finished(after[old_name]) == 2
     assert more.stdout.count("left default values out") == 1, more.stdout[-3000:]
@@ -301,10 +291,10 @@ def test_two_checkouts_with_another_default_do_not_share_a_study(checkouts, work
 
     first = run_in(a, SWEEP, workdir)
     assert first.returncode == 0, first.stdout[-3000:]
-    (s1,) = studies(workdir)
+    (s1,) = studies_made(workdir, EXPERIMENT)
     second = run_in(b, SWEEP, workdir)  # the same command, in the other checkout
     assert second.returncode == 0, second.stdout[-3000:]
-    found = studies(workdir)
+    found = studies_made(workdir, EXPERIMENT)
     assert len(found) == 2, f"resumed {s1} silently: {second.stdout[-1500:]}"
     (s2,) = set(found) - {s1}
     assert finished(found[s1]) == 2 and finished(found[s2]) == 2
@@ -317,4 +307,4 @@ def test_two_checkouts_with_another_default_do_not_share_a_study(checkouts, work
     assert named.returncode == 2, named.stdout[-3000:]
     errors = [ln for ln in named.stdout.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "trainer.batch_order bucketed -> random" in errors[0], errors
-    assert finished(studies(workdir)[s1]) == 2
+    assert finished(studies_made(workdir, EXPERIMENT)[s1]) == 2

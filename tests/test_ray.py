@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    CONFIG_SECRET,
     PRUNING,
     TINY,
+    assert_refused_secret,
     mlflow_client,
     run_train,
     running_trial_run,
@@ -49,7 +51,6 @@ SWEEP = [
 # trials long enough to be caught mid-way (~200 steps of the tiny model)
 LONG = ["data.train_size=3200", "data.max_train_samples=3200", "trainer.eval_every=20"]
 # a token given through the config: it must never reach a task (an env var on the nodes instead)
-CONFIG_SECRET = "hf_cfgSecret7Qm2xW"
 
 
 def start_cluster(env: dict[str, str] | None = None) -> RayCluster:
@@ -113,15 +114,6 @@ def test_a_password_in_the_storage_url_is_refused_before_any_job(workdir):
     assert not (workdir / "multirun").exists() or not list((workdir / "multirun").rglob("*.yaml"))
 
 
-def _assert_refused_secret(proc) -> None:
-    """A sweep refused for a token in its config: exit 2, one `error:` line naming the key and
-    the variable to set on the nodes instead, never the token itself."""
-    errors = [line for line in proc.stdout.splitlines() if line.startswith("error:")]
-    assert proc.returncode == 2 and len(errors) == 1, proc.stdout[-3000:]
-    assert "model.hf_token" in errors[0] and "HF_TOKEN" in errors[0], errors[0]
-    assert CONFIG_SECRET not in errors[0]
-
-
 def test_a_secret_in_the_config_is_refused_before_any_job(workdir):
     # no cluster at that address: a launcher that connected first would say "no Ray cluster"
     proc = run_train(
@@ -129,7 +121,7 @@ def test_a_secret_in_the_config_is_refused_before_any_job(workdir):
         workdir,
         timeout=180,
     )
-    _assert_refused_secret(proc)
+    assert_refused_secret(proc)
 
 
 def test_no_cluster_is_one_line_error(workdir):
@@ -230,7 +222,7 @@ def test_ray_sweep_with_postgres_and_mlflow_server(tmp_path_factory, workdir):
                     if path.is_file() and not path.is_symlink():
                         with open(path, "rb") as f:
                             assert needle not in f.read(), (path, needle)
-        _assert_refused_secret(leak)
+        assert_refused_secret(leak)
     finally:
         if cluster is not None:
             cluster.stop()

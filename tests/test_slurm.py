@@ -26,9 +26,11 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    CONFIG_SECRET,
     PRUNING,
     ROOT,
     TINY,
+    assert_refused_secret,
     mlflow_client,
     run_train,
     running_trial_run,
@@ -50,7 +52,6 @@ EXPERIMENT = "tiny-synthetic"
 LONG = ["data.train_size=3200", "data.max_train_samples=3200", "trainer.eval_every=20"]
 BEAT = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=120"]
 # a token given through the config: it must never reach a job (an env var on the nodes instead)
-CONFIG_SECRET = "hf_cfgSecret7Qm2xW"
 
 
 def _cluster(**options) -> Iterator[SlurmCluster]:
@@ -210,7 +211,7 @@ def test_driver_mode_one_job_per_trial_and_a_cancelled_job_fails_only_its_trial(
                     if path.is_file() and not path.is_symlink():
                         assert needle not in path.read_bytes(), (path, needle)
         assert list(workdir.rglob("*.pkl")) and list(workdir.rglob("*_submission.sh"))
-        _assert_refused_secret(leak)
+        assert_refused_secret(leak)
     finally:
         if server is not None:
             server.stop()
@@ -313,15 +314,6 @@ def test_ctrl_c_in_the_driver_cancels_its_jobs_and_a_rerun_resumes(slurm, workdi
     study = _study(journal)
     assert study_mod.count(study).finished == 3
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
-
-
-def _assert_refused_secret(proc) -> None:
-    """A sweep refused for a token in its config: exit 2, one `error:` line naming the key and
-    the variable to set on the nodes instead, never the token itself."""
-    errors = [ln for ln in proc.stdout.splitlines() if ln.startswith("error:")]
-    assert proc.returncode == 2 and len(errors) == 1, proc.stdout[-3000:]
-    assert "model.hf_token" in errors[0] and "HF_TOKEN" in errors[0], errors[0]
-    assert CONFIG_SECRET not in errors[0]
 
 
 # --------------------------------------------------------------------------- no cluster needed
@@ -427,7 +419,7 @@ def test_a_secret_in_the_config_is_refused_before_slurm_is_contacted(workdir):
         workdir,
         env={"SLURM_CONF": str(workdir / "no-cluster.conf")},
     )
-    _assert_refused_secret(proc)
+    assert_refused_secret(proc)
     assert not list(workdir.rglob("*.pkl"))
 
 
