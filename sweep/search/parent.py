@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from sweep.core import internals
 from sweep.core.config import mask_uri
 from sweep.search import study as study_mod
+from sweep.search.advice import TAG as ADVICE_TAG
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class Summary:
     best_params: dict[str, Any]
     best_run_id: str | None
     confirm: Any = None  # sweep.search.confirm.Choice when confirmation ran
+    advice: list[str] | None = None  # range notes (advice.py); None: not worked out this time
 
 
 class ParentRun:
@@ -176,7 +178,7 @@ class ParentRun:
 
     # ---- end of a sweep (or of one worker's share of it)
 
-    def finish(self, status: str = "FINISHED", choice=None) -> Summary:
+    def finish(self, status: str = "FINISHED", choice=None, advice=None) -> Summary:
         c = study_mod.count(self.study)
         best = study_mod.best_trial(self.study)
         counts = {
@@ -193,6 +195,7 @@ class ParentRun:
             best_params=dict(best.params) if best else {},
             best_run_id=best.user_attrs.get(study_mod.RUN_ID) if best else None,
             confirm=choice,
+            advice=advice,
         )
         if not self.tracker:
             return summary
@@ -216,7 +219,10 @@ class ParentRun:
             tags["sweep.best_run_id"] = s.best_run_id or ""
             for k, v in s.best_params.items():
                 tags[f"best.{k}"] = v
+        s = _range_advice(t, s)
         tags["mlflow.note.content"] = description(self.study.study_name, s)
+        if s.advice:
+            tags[ADVICE_TAG] = "\n".join(s.advice)[:5000]  # MLflow caps a tag's value
         t.set_tags(tags)
         if s.confirm is not None:
             log_winner(t, s.confirm)
@@ -225,6 +231,18 @@ class ParentRun:
         with tempfile.TemporaryDirectory() as tmp:
             plots.write_all(self.study, Path(tmp), objective=str(self.base.trainer.objective))
             t.log_artifacts(tmp, "plots")
+
+
+def _range_advice(tracker, s: Summary) -> Summary:
+    """The summary with the range notes the parent should show (sweep/search/advice.py): this
+    summary's, or, where it did not work them out (an interrupted sweep), the ones logged before.
+    None found this time removes the old ones (a resumed sweep's best moved inwards)."""
+    logged = tracker.client.get_run(tracker.run_id).data.tags.get(ADVICE_TAG)
+    if s.advice is None:
+        return replace(s, advice=logged.splitlines() if logged else [])
+    if not s.advice and logged is not None:
+        tracker.client.delete_tag(tracker.run_id, ADVICE_TAG)
+    return s
 
 
 def log_winner(tracker, choice) -> None:
@@ -283,4 +301,6 @@ def description(name: str, s: Summary) -> str:
             )
         if ch.model:
             lines.append(f"Model: `{ch.model}` (alias `champion`).")
+    if s.advice:
+        lines.append("Range advice:\n" + "\n".join(f"- {note}" for note in s.advice))
     return "\n\n".join(lines)
