@@ -81,13 +81,15 @@ def storage_url(given: str) -> str:
 
 
 def storage_file(url: str) -> Path | None:
-    """The file a journal or SQLite storage lives in (None for a database server)."""
-    from sweep.search.study import journal_path
-
-    path = journal_path(url)
-    if path is None and url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-    return path
+    """The file a journal or SQLite storage lives in (None for a database server); read as
+    sweep.search.study.open_storage reads it, without importing Optuna for a missing file."""
+    if url.startswith("journal://"):
+        return Path(url[len("journal://") :])
+    if url.endswith((".journal", ".log")) and "://" not in url:
+        return Path(url)
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :])
+    return None
 
 
 def local_journals(cwd: Path) -> list[Path]:
@@ -270,15 +272,17 @@ def headless() -> bool:
 
 def start(target: Target, host: str, port: int, access_log: bool = False):
     """The checked storage and a bound server: (server, base URL, study page URL or None)."""
+    storage, study_id = open_target(target)
+    server = bind(None, host, port, access_log)  # a port in use is told before the slow import
     try:
-        from optuna_dashboard import wsgi
+        from optuna_dashboard import wsgi  # seconds: it imports scikit-learn where installed
     except ImportError:
+        server.server_close()
         raise DashboardError(
             "optuna-dashboard is not installed here: pip install -e . (or pip install "
             "optuna-dashboard)"
         ) from None
-    storage, study_id = open_target(target)
-    server = bind(wsgi(storage), host, port, access_log)
+    server.set_app(wsgi(storage))
     base = url_of(host, server.server_address[1]) + "/dashboard"
     page = f"{base}/studies/{study_id}" if study_id is not None else None
     return server, base, page
