@@ -20,7 +20,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
-from sweep.core import tree
+from sweep.core import metrics, tree
 from sweep.core.errors import UserError
 
 
@@ -173,7 +173,10 @@ def batch_order(t) -> str:
 
 
 ATTENTIONS = ("sdpa", "eager", "flash_attention_2")
-OBJECTIVES = ("eval_f1", "eval_accuracy", "eval_loss")
+# what a sweep can optimise: an evaluation metric or a run's cost (sweep/core/metrics.py); the
+# pruner sees evaluations only, so it watches an evaluation metric
+OBJECTIVES = metrics.OBJECTIVES
+PRUNABLE = tuple(m for m in OBJECTIVES if m not in metrics.COSTS)
 
 
 def _require(ok: bool, message: str) -> None:
@@ -267,7 +270,7 @@ def _validate_trainer(t: DictConfig) -> None:
     )
     _require(
         t.objective in OBJECTIVES,
-        f"trainer.objective must be one of {OBJECTIVES}, got {t.objective!r}",
+        f"trainer.objective must be one of {', '.join(OBJECTIVES)}, got {t.objective!r}",
     )
     _require(
         t.objective_at in ("final", "best"),
@@ -649,8 +652,8 @@ def check_sweeper(o: Any, direction: str) -> None:
         f"hydra.sweeper.direction must be minimize or maximize, got {direction!r}",
     )
     _require(
-        o.prune_on is None or o.prune_on in OBJECTIVES,
-        f"hydra.sweeper.prune_on must be one of {', '.join(OBJECTIVES)}, got {o.prune_on!r}",
+        o.prune_on is None or o.prune_on in PRUNABLE,
+        f"hydra.sweeper.prune_on must be one of {', '.join(PRUNABLE)}, got {o.prune_on!r}",
     )
     _require(
         0 <= o.max_failure_rate <= 1,

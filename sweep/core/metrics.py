@@ -1,6 +1,9 @@
 """What the metrics mean: the rules every layer shares.
 
-`eval_loss` is the one metric that is minimised; `eval_accuracy` and `eval_f1` are maximised.
+Evaluation metrics (`METRICS`) are logged at every evaluation: `eval_loss` is minimised,
+`eval_accuracy` and `eval_f1` are maximised. Cost metrics (`COSTS`) are measured once, at the end
+of a run's training (sweep/train/perf.py says how), and are all minimised. Either kind can be a
+sweep's objective (`trainer.objective`); only an evaluation metric can be pruned on.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 METRICS = ("eval_loss", "eval_accuracy", "eval_f1")
-MINIMISED = frozenset({"eval_loss"})
+# wall seconds of training, trainable parameters, inference ms per example, peak memory (MiB)
+COSTS = ("perf.train_seconds", "perf.params", "perf.latency_ms", "perf.peak_memory_mb")
+OBJECTIVES = ("eval_f1", "eval_accuracy", "eval_loss", *COSTS)
+MINIMISED = frozenset({"eval_loss", *COSTS})
 
 
 def direction(metric: str) -> str:
-    """`minimize` for a loss, `maximize` for every score."""
+    """`minimize` for a loss or a cost, `maximize` for every score."""
     return "minimize" if metric in MINIMISED else "maximize"
 
 

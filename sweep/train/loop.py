@@ -38,7 +38,7 @@ from sweep.track.tracking import NullTracker
 from sweep.train import batches, optim, tokens
 from sweep.train import data as data_mod
 from sweep.train import model as model_mod
-from sweep.train.perf import PeakMemory, PerfCallback
+from sweep.train.perf import Costs, PerfCallback
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,9 @@ class RunCallback(TrainerCallback):
 
     def __init__(self, tracker, objective: str, eval_every: int, prune_hook: PruneHook | None):
         self.tracker = tracker
-        self.objective = objective
+        # the evaluation metric that tells a diverged run: the objective, or with a cost
+        # objective (measured once, after training) the evaluation loss
+        self.watched = objective if objective in METRICS else "eval_loss"
         self.eval_every = eval_every
         self.prune_hook = prune_hook
         self.history: list[dict[str, Any]] = []
@@ -236,7 +238,7 @@ class RunCallback(TrainerCallback):
             state.max_steps,
             "  ".join(f"{k}={v:.4f}" for k, v in m.items()),
         )
-        value = m.get(self.objective)
+        value = m.get(self.watched)
         if value is None or not math.isfinite(value):
             self.diverged = value is not None
             control.should_training_stop = self.diverged or control.should_training_stop
@@ -434,10 +436,10 @@ def run_training(
     prep = prepared or prepare(cfg)
     out_dir = _output_dir(cfg, run_dir)
     callback = RunCallback(tracker, t.objective, t.eval_every, prune_hook)
-    trainer = _fit(cfg, prep, tracker, out_dir, [callback, *(callbacks or [])])
+    trainer, costs = _fit(cfg, prep, tracker, out_dir, [callback, *(callbacks or [])])
     steps = trainer.state.global_step
 
-    status, objective, final, best = _outcome(t, callback)
+    status, objective, final, best = _outcome(t, callback, costs)
     if t.save_model and status == "completed":
         save_dir = os.path.join(out_dir, "final_model")
         trainer.save_model(save_dir)
@@ -462,27 +464,35 @@ def run_training(
     )
 
 
-def _fit(cfg: DictConfig, prep: Prepared, tracker, out_dir: str, callbacks: list) -> Trainer:
-    """Build the model and its Trainer and train. Where the time and memory went (perf.*:
-    sweep/train/perf.py) is logged at the end, and by a failed run too (out of memory above all:
-    how far it got, and with how much)."""
+def _fit(
+    cfg: DictConfig, prep: Prepared, tracker, out_dir: str, callbacks: list
+) -> tuple[Trainer, dict[str, float]]:
+    """Build the model and its Trainer, train, and measure what the model costs. Where the time
+    and memory went and the cost metrics (perf.*: sweep/train/perf.py) are logged at the end, and
+    by a failed run too (out of memory above all: how far it got, and with how much). Returns
+    the trainer and the cost metrics (sweep/core/metrics.py COSTS)."""
     t = cfg.trainer
     # the run's own memory, from its model on: the data are prepared (and cached) once for all
     # the trials of a sweep, so counting them would make the first trial look bigger than others
-    peak = PeakMemory(cuda=_on_gpu(t))
-    peak.start()
+    costs = Costs(cuda=_on_gpu(t))
+    costs.start()
     perf = PerfCallback()
     try:
         model, opt, sched = _model_and_optimizers(cfg, prep)
+        costs.count_params(model)
         trainer = _build_trainer(
             cfg, prep, model, (opt, sched), out_dir, [callbacks[0], perf, *callbacks[1:]]
         )
-        trainer.train(resume_from_checkpoint=_resume_point(t, out_dir, tracker))
+        resume = _resume_point(t, out_dir, tracker)
+        with costs.training():
+            trainer.train(resume_from_checkpoint=resume)
+        costs.measure_latency(trainer, prep.eval)
     except Exception:
-        tracker.log_metrics({**perf.summary(), **peak.metrics()}, step=perf.steps)
+        tracker.log_metrics({**perf.summary(), **costs.metrics()}, step=perf.steps)
         raise
-    tracker.log_metrics({**perf.summary(), **peak.metrics()}, step=trainer.state.global_step)
-    return trainer
+    measured = costs.metrics()
+    tracker.log_metrics({**perf.summary(), **measured}, step=trainer.state.global_step)
+    return trainer, measured
 
 
 def save_for_serving(trainer, prep: Prepared, cfg: DictConfig, path: str) -> None:
@@ -554,19 +564,32 @@ def _resume_point(t, out_dir: str, tracker) -> str | None:
     return resume
 
 
-def _outcome(t, callback: RunCallback) -> tuple[str, float, dict[str, float], dict[str, float]]:
+def _outcome(
+    t, callback: RunCallback, costs: dict[str, float]
+) -> tuple[str, float, dict[str, float], dict[str, float]]:
     """(status, objective, final metrics, best metrics) from the evaluations the run saw; the
-    objective is the final or best value (trainer.objective_at), NaN when the run diverged."""
+    objective is the final or best value (trainer.objective_at), NaN when the run diverged. A
+    cost objective (perf.*) is the cost the run logged (`costs`): measured once, at the end, so
+    trainer.objective_at does not apply to it and the best evaluation is the final one."""
     history = callback.history
     final = dict(history[-1]) if history else {}
     final.pop("step", None)
-    better = pick(metric_direction(t.objective))
-    finite_hist = [h for h in history if math.isfinite(h.get(t.objective, float("nan")))]
-    best_row = better(finite_hist, key=lambda h: h[t.objective]) if finite_hist else {}
-    best = {k: v for k, v in best_row.items() if k != "step"}
-    source = best if t.objective_at == "best" else final
-    objective = float(source.get(t.objective, float("nan")))
+    if t.objective in METRICS:
+        best = _best(history, t.objective)
+        source = best if t.objective_at == "best" else final
+        objective = float(source.get(t.objective, float("nan")))
+    else:
+        best = dict(final)
+        objective = float(costs.get(t.objective, float("nan")))
     status = "diverged" if callback.diverged else "pruned" if callback.pruned else "completed"
     if status == "diverged":
         objective = float("nan")
     return status, objective, final, best
+
+
+def _best(history: list[dict[str, Any]], metric: str) -> dict[str, float]:
+    """The evaluation with the best finite `metric` (by its direction), without its step."""
+    better = pick(metric_direction(metric))
+    finite_hist = [h for h in history if math.isfinite(h.get(metric, float("nan")))]
+    best_row = better(finite_hist, key=lambda h: h[metric]) if finite_hist else {}
+    return {k: v for k, v in best_row.items() if k != "step"}
