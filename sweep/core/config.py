@@ -576,7 +576,9 @@ class SweeperConfig:
     """`hydra.sweeper.*`: our Optuna sweeper (sweep/search/sweeper.py)."""
 
     _target_: str = "hydra_plugins.sweep_optuna.sweep_optuna.OptunaSweeper"
-    n_trials: int = 12  # finished trials the study must hold: COMPLETE + PRUNED + FAIL
+    # finished trials the study must hold: COMPLETE + PRUNED + FAIL; null: 12, or with
+    # sampler=grid the grid's size (sweep/search/grid.py)
+    n_trials: int | None = None
     direction: str | None = None  # maximize | minimize; default from trainer.objective
     params: dict[str, Any] = field(default_factory=dict)  # Hydra's sweep grammar, or fixed values
     conditions: dict[str, Any] = field(default_factory=dict)  # param -> {other_param: [values]}
@@ -594,7 +596,7 @@ class SweeperConfig:
     # worker sees exactly one, `trials_per_gpu` workers share one (sweep/search/workers.py)
     gpus: Any = "auto"
     trials_per_gpu: int = 1
-    sampler: str = "tpe"  # tpe | random | gp | cmaes | qmc
+    sampler: str = "tpe"  # tpe | random | gp | cmaes | qmc | grid (each point of choices once)
     seed: int = 0
     n_startup_trials: int = 4  # random trials before the model-based sampler takes over
     pruner: str = "median"  # median | successive_halving | hyperband | none
@@ -671,6 +673,8 @@ def check_sweeper(o: Any, direction: str) -> None:
         ("trials_per_gpu", 1),
     ):
         value = OmegaConf.select(o, key) if isinstance(o, DictConfig) else _attr(o, key)
+        if key == "n_trials" and value is None:  # the sweeper's default (sweep/search/grid.py)
+            continue
         _require(value >= low, f"hydra.sweeper.{key} must be >= {low}, got {value}")
     for key in ("heartbeat_interval", "grace_period"):
         value = getattr(o, key)

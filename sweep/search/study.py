@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep.core import internals, metrics, trial_env
 from sweep.core.config import mask_uri
 from sweep.core.errors import UserError
+from sweep.search import grid
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -160,7 +161,11 @@ def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseS
         return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=spec.n_startup_trials)
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=spec.seed)
-    raise ValueError(f"hydra.sweeper.sampler must be tpe, random, gp, cmaes or qmc, got {name!r}")
+    if name == grid.NAME:  # the points are enqueued, each once (sweep/search/grid.py)
+        return grid.GridQueue()
+    raise ValueError(
+        f"hydra.sweeper.sampler must be tpe, random, gp, cmaes, qmc or grid, got {name!r}"
+    )
 
 
 def tied_value(study: optuna.Study) -> float | None:

@@ -58,7 +58,7 @@ from sweep.core.config import (
 )
 from sweep.core.errors import JobLost, UserError
 from sweep.core.overrides import to_override
-from sweep.search import confirm_stage, identity, interrupts, remote, workers
+from sweep.search import confirm_stage, grid, identity, interrupts, remote, workers
 from sweep.search import study as study_mod
 from sweep.search.parent import ParentRun
 from sweep.train.runner import TrialContext, TrialOutcome, set_trial_context
@@ -262,6 +262,7 @@ class _Run:
     launched: list[Launched] = field(default_factory=list)  # asked for, not yet told
     job_context: Any = None  # the TrialContext every job is told (trial_env.TRIAL), less number
     placement: Any = None  # workers.Placement (main worker only)
+    grid: list[dict[str, Any]] | None = None  # sampler=grid: its points (sweep/search/grid.py)
 
 
 class SweepRunner:
@@ -341,6 +342,7 @@ class SweepRunner:
         space, passthrough = build_space(o.params or {}, arguments, o.conditions or {})
         fixed = passthrough + [to_override(k, v) for k, v in space.fixed.items()]
         helper = workers.is_helper()
+        points, o.n_trials = grid.plan(o, space, quiet=helper)  # n_trials null: 12 or the grid's
         # a helper runs the very command the main worker checked
         base = self._job_config(fixed) if helper else self._check_space(space, fixed)
         # a helper was placed by its main worker (its own CUDA_VISIBLE_DEVICES)
@@ -371,6 +373,7 @@ class SweepRunner:
             storage_url=storage_url,
             tracker_uri=tracker_uri,
             placement=placement,
+            grid=points,
         )
 
     def _open_study(self, run: _Run) -> None:
@@ -410,6 +413,8 @@ class SweepRunner:
         with run.lock:
             identity.record(run.study, ident, ident_doc)
             study_mod.enqueue_known(run.study, [dict(e) for e in o.enqueue])
+            if run.grid is not None:
+                grid.enqueue(run.study, run.grid)
 
     def _identity_doc(self, run: _Run) -> dict:
         o = self.opts
@@ -544,6 +549,8 @@ class SweepRunner:
                 )
                 return None
             free = o.n_trials - c.finished - c.running
+            if run.grid is not None:  # a grid runs its enqueued points only, each once
+                free = min(free, c.waiting)
             for _ in range(max(0, min(o.n_jobs, free))):
                 study.sampler = study_mod.make_sampler(run.spec, seed_offset=len(study.trials))
                 item = Launched(study.ask(), {}, [], time.time())
