@@ -58,7 +58,7 @@ from sweep.core.config import (
 )
 from sweep.core.errors import JobLost, UserError
 from sweep.core.overrides import to_override
-from sweep.search import confirm_stage, grid, identity, interrupts, remote, workers
+from sweep.search import advice, confirm_stage, grid, identity, interrupts, remote, workers
 from sweep.search import study as study_mod
 from sweep.search.parent import ParentRun
 from sweep.train.runner import TrialContext, TrialOutcome, set_trial_context
@@ -602,7 +602,10 @@ class SweepRunner:
             if run.reason:
                 print(("error: " if run.exit_code else "note: ") + run.reason, file=sys.stderr)
             return SweepResult(run.exit_code)  # the main worker summarises the sweep
-        summary = run.parent.finish(status="FAILED" if run.exit_code else "FINISHED", choice=choice)
+        # a note where the best trials sit at an edge of a numeric range (sweep/search/advice.py)
+        notes = advice.notes(run.study, run.space.distributions, self._job_config, run.fixed)
+        status = "FAILED" if run.exit_code else "FINISHED"
+        summary = run.parent.finish(status=status, choice=choice, advice=notes)
         study_mod.write_results(run.study, run.sweep_dir, summary, run.direction)
         print(summary.table)
         if choice is not None:
@@ -611,6 +614,8 @@ class SweepRunner:
                 print(f"note: {note}", file=sys.stderr)
             if choice.error and not run.reason:
                 run.exit_code, run.reason = 1, choice.error
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
         tied = study_mod.tied_value(run.study)
         if tied is not None:
             print(
