@@ -32,7 +32,7 @@ from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from sweep.cli.ui import is_loopback, url_of
+from sweep.cli.ui import is_loopback, refuse_remote, url_of
 from sweep.core.config import MASK, mask_uri, strip_uri_password
 from sweep.core.errors import UserError
 
@@ -58,12 +58,7 @@ class Target:
 
 
 def check_host(host: str, allow_remote: bool) -> None:
-    if not is_loopback(host) and not allow_remote:
-        raise DashboardError(
-            f"refusing to serve optuna-dashboard on {host}: it has no login, so anyone who can "
-            "reach it could read your studies and delete them; use a loopback host (127.0.0.1) "
-            "or pass --allow-remote"
-        )
+    refuse_remote(host, allow_remote, "optuna-dashboard", "studies", DashboardError)
 
 
 # --------------------------------------------------------------------------- which storage

@@ -50,13 +50,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_host(host: str, allow_remote: bool) -> None:
+def refuse_remote(host: str, allow_remote: bool, server: str, holds: str, error=None) -> None:
+    """A server without a login binds to a loopback host unless the user allows otherwise."""
     if not is_loopback(host) and not allow_remote:
-        raise UIError(
-            f"refusing to serve the MLflow UI on {host}: it has no login, so anyone who can reach "
-            "it could read and delete your runs; use a loopback host (127.0.0.1) or pass "
+        raise (error or UIError)(
+            f"refusing to serve {server} on {host}: it has no login, so anyone who can reach "
+            f"it could read and delete your {holds}; use a loopback host (127.0.0.1) or pass "
             "--allow-remote"
         )
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    refuse_remote(host, allow_remote, "the MLflow UI", "runs")
 
 
 def _url_host(host: str) -> str:
