@@ -12,7 +12,8 @@ Why a queue and not Optuna's GridSampler: in Optuna 5.1 that sampler gives each 
 point not yet finished or running, so workers that ask without a common lock can take the same
 point; once every point has started it re-runs a random one (its docs: "the total number of
 actual trials may exceed the size of the grid"); and its product runs over every parameter,
-inactive conditional ones included (the same configuration several times). Here the points are enqueued as WAITING trials with fixed params
+inactive conditional ones included (the same configuration several times). Here the points are
+enqueued as WAITING trials with fixed params
 (what `study.enqueue_trial` stores) under the study lock, before any trial is asked for: a point
 is in the study once from then on, a worker pops it once (`study.ask` under the same lock), an
 interrupted or lost trial is retried with its own params (sweep/search/study.py), and a re-run
