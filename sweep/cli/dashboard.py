@@ -32,7 +32,7 @@ from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from sweep.cli.ui import is_loopback, refuse_remote, url_of
+from sweep.cli.ui import refuse_remote, url_of, warn_remote
 from sweep.core.config import MASK, mask_uri, strip_uri_password
 from sweep.core.errors import UserError
 
@@ -310,12 +310,7 @@ def _announce(target: Target, host: str, base: str, page: str | None, browser: b
     for note in target.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"optuna-dashboard on {mask_uri(target.url)} (from {target.source})", flush=True)
-    if not is_loopback(host):
-        print(
-            f"warning: serving on {host} (--allow-remote): optuna-dashboard has no login; anyone "
-            "who can reach this port can read and delete studies",
-            flush=True,
-        )
+    warn_remote(host, "optuna-dashboard", "studies")
     print(f"open {page or base}", flush=True)
     print("Ctrl-C stops it", flush=True)
     if browser and not headless():

@@ -60,6 +60,16 @@ def refuse_remote(host: str, allow_remote: bool, server: str, holds: str, error=
         )
 
 
+def warn_remote(host: str, server: str, holds: str) -> None:
+    """The one line a server bound beyond loopback (--allow-remote) prints when it starts."""
+    if not is_loopback(host):
+        print(
+            f"warning: serving on {host} (--allow-remote): {server} has no login; anyone "
+            f"who can reach this port can read and delete {holds}",
+            flush=True,
+        )
+
+
 def check_host(host: str, allow_remote: bool) -> None:
     refuse_remote(host, allow_remote, "the MLflow UI", "runs")
 
@@ -274,12 +284,7 @@ def serve(
     check_store(uri)
     check_port_free(host, port)
     print(f"MLflow UI on {mask_uri(uri)}", flush=True)
-    if not is_loopback(host):
-        print(
-            f"warning: serving on {host} (--allow-remote): the MLflow UI has no login; anyone "
-            "who can reach this port can read and delete runs",
-            flush=True,
-        )
+    warn_remote(host, "the MLflow UI", "runs")
 
     def _stop(signum, frame):  # Ctrl-C and SIGTERM both stop the server cleanly
         raise KeyboardInterrupt
