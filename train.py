@@ -28,8 +28,10 @@ def main(cfg: DictConfig):
 
     protect_secrets(cfg)
     from sweep.search.confirm import ConfirmContext
+    from sweep.search.refit import RefitContext
 
-    confirm = ConfirmContext.from_env()  # a sweep's confirmation run (hydra.job.env_set)
+    # a sweep's confirmation or refit run (hydra.job.env_set)
+    confirm = RefitContext.from_env() or ConfirmContext.from_env()
     if confirm is not None:
         return run_job(cfg, None, confirm=confirm)
     ctx = current_trial_context()  # set by our sweeper inside `-m`; None for a plain run

@@ -6,9 +6,8 @@ file, SQLite, PostgreSQL), checked in a real headless Chromium (Playwright drivi
 .venv/bin/python -m pytest tests/test_dashboard.py -m "not slow"     # the refusals (seconds)
 
 Each server is `python -m sweep dashboard --port 0` as a subprocess (the URL it prints is the one
-that answers), stopped by its PID with SIGTERM. The sweeps optimise one objective: the Pareto-front
-view is checked on a two-objective study made with Optuna itself, until sweeps take several
-objectives (issue 29). Without /usr/bin/chromium (`apt-get install chromium`) the browser tests
+that answers), stopped by its PID with SIGTERM. The Pareto-front view is checked on a real
+two-objective sweep. Without /usr/bin/chromium (`apt-get install chromium`) the browser tests
 are skipped, or fail when `CI` is set.
 """
 
@@ -28,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, run_train, sweep_cli, sweep_study
+from conftest import ROOT, TINY, mlflow_client, run_train, runs_of, sweep_cli, sweep_study
 from services import PgCluster, ServiceUnavailable, unavailable
 
 from sweep.cli import ui
@@ -270,24 +269,34 @@ def test_dashboard_finds_a_sqlite_study_from_the_experiment(sqlite_sweep, tmp_pa
 
 
 @pytest.mark.browser
-def test_dashboard_draws_the_pareto_front_of_a_two_objective_study(tmp_path):
-    """A two-objective study (made with Optuna itself: sweeps take one objective for now) in a
-    journal file: the study's page draws its Pareto front, each front trial a point."""
-    import optuna
-
+@pytest.mark.slow
+def test_dashboard_draws_the_pareto_front_of_a_two_objective_sweep(tmp_path, tmp_path_factory):
+    """A real two-objective sweep (eval_loss against trainable parameters, the tiny model's width
+    searched): the study's page draws its Pareto front, each trial a point, the front's
+    members (the runs the sweep tagged sweep.pareto=true) in their own trace."""
     sync_api = need_browser()
-    journal = tmp_path / "two.journal"
-    study = optuna.create_study(
-        study_name="two",
-        storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(journal))
-        ),
-        directions=["maximize", "minimize"],
-        sampler=optuna.samplers.RandomSampler(seed=0),
-    )
-    study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), n_trials=12)
+    env = sweep_env(tmp_path, tmp_path_factory.mktemp("tokcache-dash-pareto"))
+    n = 6
+    args = [
+        *SWEEP,
+        f"hydra.sweeper.n_trials={n}",
+        "trainer.objective=[eval_loss,perf.params]",
+        "model.hidden_size=choice(16,32)",
+        "tracking.experiment=dash-pareto",
+    ]
+    proc = run_train(args, tmp_path, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    study = sweep_study(tmp_path, "dash-pareto")
     front = {t.number for t in study.best_trials}
-    assert 1 < len(front) < 12
+    assert 1 <= len(front) < n
+    client = mlflow_client(tmp_path)
+    tagged = {
+        int(r.data.tags["optuna.trial_number"])
+        for r in runs_of(client, "dash-pareto")
+        if r.data.tags.get("sweep.pareto") == "true"
+    }
+    assert tagged == front
+    journal = tmp_path / ".sweep" / "dash-pareto.journal"
     with Dashboard(["--storage", str(journal)], tmp_path) as dash:
         study_id = dash.api("/api/studies")["study_summaries"][0]["study_id"]
         detail = dash.api(f"/api/studies/{study_id}")
@@ -296,24 +305,31 @@ def test_dashboard_draws_the_pareto_front_of_a_two_objective_study(tmp_path):
             browser, page = browser_page(p)
             try:
                 page.goto(dash.page, wait_until="domcontentloaded", timeout=120_000)
-                pareto = card(page, "Pareto Front")
-                # plotly draws one marker per trial (front and the rest); wait for all of them
-                points = pareto.locator("g.points path.point")
-                deadline = time.monotonic() + 60
-                while points.count() < 12 and time.monotonic() < deadline:
-                    page.wait_for_timeout(250)
-                assert points.count() == 12, points.count()
-                # in two traces: the trials off the front, and the front in its own colours
-                traces = pareto.locator("g.trace.scatter").all()
-                counts = sorted(t.locator("path.point").count() for t in traces)
-                assert counts == sorted([12 - len(front), len(front)]), counts
-                best = card(page, "Best Trials")
-                for n in front:
-                    best.get_by_text(f"Trial {n}", exact=True).wait_for(timeout=30_000)
+                check_pareto_card(page, n, front)
                 page.screenshot(path=str(tmp_path / "pareto.png"), full_page=True)
             finally:
                 browser.close()
         stopped_cleanly(dash)
+
+
+def check_pareto_card(page, n: int, front: set[int]) -> None:
+    pareto = card(page, "Pareto Front")
+    # plotly draws one marker per trial (front and the rest); wait for all of them
+    points = pareto.locator("g.points path.point")
+    deadline = time.monotonic() + 60
+    while points.count() < n and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    assert points.count() == n, points.count()
+    # in two traces: the trials off the front, and the front in its own colours
+    traces = pareto.locator("g.trace.scatter").all()
+    counts = sorted(t.locator("path.point").count() for t in traces)
+    assert counts == sorted(c for c in (n - len(front), len(front)) if c), counts
+    if len(front) == 1:  # one best trial gets a card of its own, its number in the title
+        card(page, f"Best Trial (number={min(front)})")
+        return
+    best = card(page, "Best Trials")
+    for number in front:
+        best.get_by_text(f"Trial {number}", exact=True).wait_for(timeout=30_000)
 
 
 # --------------------------------------------------------------------------- PostgreSQL

@@ -32,8 +32,11 @@ def _parent_run(client, experiment_id: str, experiment: str, study: str | None, 
 
 
 def candidates(client, experiment_id: str, parent) -> list[cf.Candidate]:
-    """The parent's COMPLETE trial runs as candidates, by the value of the sweep's objective."""
+    """The parent's COMPLETE trial runs as candidates, by the value of the sweep's objective:
+    only the feasible ones (tag sweep.feasible), and with several objectives only the Pareto
+    front's members (tag sweep.pareto), as the sweep itself confirms (sweep/search/front.py)."""
     objective = parent.data.params.get("sweeper.objective", "eval_f1")
+    several = "," in parent.data.params.get("sweeper.objectives", "")
     runs = client.search_runs(
         [experiment_id],
         filter_string=(
@@ -45,7 +48,10 @@ def candidates(client, experiment_id: str, parent) -> list[cf.Candidate]:
     keys = rep.searched_keys(parent)
     out = []
     for r in runs:
-        if r.data.tags.get("sweep.role") == cf.ROLE:
+        tags = r.data.tags
+        if tags.get("sweep.role") == cf.ROLE or tags.get("sweep.feasible") == "false":
+            continue
+        if several and tags.get("sweep.pareto") != "true":
             continue
         value = rep.objective_value(r, objective)
         out.append(
@@ -92,6 +98,7 @@ def confirm(
     _run_all(client, uri, todo, study_name, parent.info.run_id, root)
     done = cf.finished(client, exp.experiment_id, parent.info.run_id, objective)
     choice = cf.choose(chosen, seed_list, done, direction)
+    choice.rule = _rule(parent, objective, direction)
     cf.finalize(
         choice,
         uri=uri,
@@ -117,6 +124,14 @@ def confirm(
         rep._warn(f"error: {choice.error}")
         return 1
     return 0
+
+
+def _rule(parent, objective: str, direction: str) -> str:
+    """How this command chose the winner, in words (the confirmation table shows it)."""
+    how = "highest" if direction == "maximize" else "lowest"
+    several = "," in parent.data.params.get("sweeper.objectives", "")
+    pool = "feasible Pareto-front members" if several else "best feasible trials"
+    return f"{how} mean {objective} among the {pool} over the confirmation seeds"
 
 
 def _run_all(client, uri: str, todo: list, study_name: str, parent_id: str, root: str) -> None:

@@ -57,6 +57,10 @@ class Sweep:
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     # the confirmation stage: one row per confirmed configuration, best mean first
     confirmed: list[dict[str, Any]] = field(default_factory=list)
+    # every objective, in order (one, or several: a Pareto front), and each complete trial run's
+    # values with its `pareto` / `feasible` tags (front_points)
+    objectives: list[str] = field(default_factory=list)
+    points: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def param_keys(self) -> list[str]:
@@ -103,7 +107,7 @@ def find_parent(client, exp, study: str | None = None):
 
 
 def child_runs(client, exp, parent) -> tuple[list, list]:
-    """The parent's active child runs: (trials, confirmation runs)."""
+    """The parent's active child runs: (trials, confirmation runs); a refit run is neither."""
     runs = client.search_runs(
         [exp.experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
@@ -111,7 +115,8 @@ def child_runs(client, exp, parent) -> tuple[list, list]:
     )
     runs = [r for r in runs if r.info.lifecycle_stage == "active"]
     confirms = [r for r in runs if r.data.tags.get("sweep.role") == "confirm"]
-    return [r for r in runs if r.data.tags.get("sweep.role") != "confirm"], confirms
+    trials = [r for r in runs if r.data.tags.get("sweep.role") not in ("confirm", "refit")]
+    return trials, confirms
 
 
 def _number(run) -> int:
@@ -291,9 +296,9 @@ def study_from_rows(rows: list[dict[str, Any]], parent, direction: str):
     return study
 
 
-def importances(study) -> dict[str, float]:
+def importances(study, by: int = 0) -> dict[str, float]:
     """Parameter importances over the params every COMPLETE trial has (needs >= 3 trials and
-    >= 2 such params); {} when there are too few."""
+    >= 2 such params) for objective `by`; {} when there are too few."""
     import warnings
 
     import optuna
@@ -308,7 +313,11 @@ def importances(study) -> dict[str, float]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return dict(optuna.importance.get_param_importances(study, params=sorted(common)))
+            target = (lambda t: t.values[by]) if len(study.directions) > 1 else None
+            found = optuna.importance.get_param_importances(
+                study, params=sorted(common), target=target
+            )
+            return dict(found)
     except Exception as e:  # noqa: BLE001 - a plot must never fail the report
         log.info("no parameter importances: %s", e)
         return {}
@@ -326,7 +335,6 @@ def collect(
     use_optuna: bool = True,
 ) -> Sweep:
     from sweep.cli.reproduce import get_experiment, open_store
-    from sweep.search import study as study_mod
     from sweep.search.confirm import confirmed_rows
 
     uri = resolve_uri(tracking_uri, option="--tracking-uri")
@@ -337,6 +345,7 @@ def collect(
     name = ptags.get("optuna.study", study or experiment)
     objective = pparams.get("sweeper.objective", "eval_f1")
     direction = pparams.get("sweeper.direction") or metrics.direction(objective)
+    names = pparams.get("sweeper.objectives", objective).split(",")
     children, confirms = child_runs(client, exp, parent)
 
     sweep = Sweep(
@@ -350,23 +359,14 @@ def collect(
         rows=[],
         source="MLflow (parent and child runs)",
         notes=notes,
+        objectives=names,
+        points=front_points(children, names),
     )
     optuna_study, where = (
         load_study(parent, name, storage, experiment) if use_optuna else (None, "")
     )
     if optuna_study is not None:
-        sweep.source = f"Optuna study in {where}, with MLflow"
-        sweep.direction = optuna_study.direction.name.lower()
-        sweep.rows = study_mod.trial_rows(optuna_study)
-        best = study_mod.best_trial(optuna_study)
-        if best is not None:
-            sweep.best = {
-                "number": best.number,
-                "value": best.value,
-                "params": dict(best.params),
-                "run_id": best.user_attrs.get(study_mod.RUN_ID),
-            }
-        sweep.importances = importances(optuna_study)
+        _from_study(sweep, optuna_study, where)
     else:
         if use_optuna and where:
             sweep.notes.append(f"Optuna study not used ({where}): built from MLflow alone")
@@ -377,6 +377,54 @@ def collect(
     sweep.curves = curves(client, children, objective)
     sweep.confirmed = confirmed_rows(confirms, objective, sweep.direction)
     return sweep
+
+
+def _from_study(sweep: Sweep, optuna_study, where: str) -> None:
+    """The rows, best trial and importances from the Optuna study; with several objectives each
+    row's `value` is the objective the sweep ranks by (sweeper.objective)."""
+    from sweep.search import study as study_mod
+
+    names = sweep.objectives
+    by = names.index(sweep.objective) if sweep.objective in names else 0
+    sweep.source = f"Optuna study in {where}, with MLflow"
+    sweep.direction = optuna_study.directions[by].name.lower()
+    sweep.rows = study_mod.trial_rows(optuna_study, names)
+    if len(names) > 1:
+        for r in sweep.rows:
+            r["value"] = r.get(f"values.{sweep.objective}", r["value"])
+    best = study_mod.best_trial(optuna_study, by)
+    if best is not None:
+        sweep.best = {
+            "number": best.number,
+            "value": best.values[by],
+            "params": dict(best.params),
+            "run_id": best.user_attrs.get(study_mod.RUN_ID),
+        }
+    sweep.importances = importances(optuna_study, by)
+
+
+def front_points(children: list, names: list[str]) -> list[dict[str, Any]]:
+    """Each COMPLETE trial run with its objectives' values (tags sweep.objective.<name>), its
+    trial number and whether it is on the Pareto front / feasible (tags sweep.pareto /
+    sweep.feasible, set by the sweep)."""
+    out = []
+    for r in children:
+        t = r.data.tags
+        if t.get("optuna.state") != "COMPLETE":
+            continue
+        values = [_as_number(t.get(f"sweep.objective.{n}", "nan")) for n in names]
+        if not all(metrics.finite(v) for v in values):
+            continue
+        out.append(
+            {
+                "number": _number(r),
+                "values": values,
+                "pareto": t.get("sweep.pareto") == "true",
+                "feasible": t.get("sweep.feasible") != "false",
+                "run_id": r.info.run_id,
+            }
+        )
+    return sorted(out, key=lambda p: p["number"])
 
 
 def _name_rows(rows: list[dict[str, Any]], children: list) -> None:
@@ -508,10 +556,82 @@ def curves_figure(sweep: Sweep) -> Plot | None:
     return "curves", "Pruned and failed trials are dotted", fig
 
 
+def pareto_figure(sweep: Sweep) -> Plot | None:
+    """Several objectives: the first against the second for every complete trial, the Pareto
+    front's members marked and joined, infeasible trials grey; None with one objective."""
+    import plotly.graph_objects as go
+
+    if len(sweep.objectives) < 2 or not sweep.points:
+        return None
+    y_name, x_name = sweep.objectives[0], sweep.objectives[1]
+    groups = (
+        ("Pareto front", [p for p in sweep.points if p["pareto"]], "#d62728"),
+        ("other feasible", [p for p in sweep.points if p["feasible"] and not p["pareto"]], None),
+        ("infeasible", [p for p in sweep.points if not p["feasible"]], "#bbbbbb"),
+    )
+    fig = go.Figure()
+    for name, pts, color in groups:
+        if not pts:
+            continue
+        if name == "Pareto front":
+            pts = sorted(pts, key=lambda p: p["values"][1])
+        fig.add_trace(
+            go.Scatter(
+                x=[p["values"][1] for p in pts],
+                y=[p["values"][0] for p in pts],
+                text=[f"trial {p['number']}" for p in pts],
+                mode="lines+markers" if name == "Pareto front" else "markers",
+                marker={"size": 10, **({"color": color} if color else {})},
+                name=name,
+            )
+        )
+    fig.update_layout(
+        title=f"Pareto front: {y_name} against {x_name}",
+        xaxis_title=x_name,
+        yaxis_title=y_name,
+        **LAYOUT,
+    )
+    caption = f"Every complete trial; the front's members ({len(groups[0][1])}) joined."
+    return ("pareto", caption, fig)
+
+
+def front_html(sweep: Sweep) -> str:
+    """The Pareto front's members as a table (several objectives only)."""
+    members = [p for p in sweep.points if p["pareto"]]
+    if len(sweep.objectives) < 2:
+        return ""
+    if not members:
+        return '<h2 id="front">Pareto front</h2><p>No feasible complete trial yet.</p>'
+    rows = {r["number"]: r for r in sweep.rows}
+    heads = ("trial", *sweep.objectives, "params", "MLflow run id")
+    head = "".join(f"<th>{_e(h)}</th>" for h in heads)
+    body = "".join(
+        "<tr>"
+        + f"<td>{_e(p['number'])}</td>"
+        + "".join(f'<td class="num">{_e(fmt(v))}</td>' for v in p["values"])
+        + f"<td>{_e(_params_of(rows.get(p['number'], {})))}</td>"
+        + f"<td><code>{_e(p['run_id'])}</code></td></tr>"
+        for p in members
+    )
+    return (
+        '<h2 id="front">Pareto front</h2>'
+        f"<p>{len(members)} feasible trial(s) no other feasible trial beats on every objective "
+        f"({_e(', '.join(sweep.objectives))}).</p>"
+        f'<table id="pareto-front"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
+
+
+def _params_of(row: dict[str, Any]) -> str:
+    return " ".join(
+        f"{k[len('params.') :]}={fmt(v)}" for k, v in row.items() if k.startswith("params.")
+    )
+
+
 def figures(sweep: Sweep) -> list[tuple[str, str, Any]]:
     """(id, caption, plotly figure) for every plot the sweep supports."""
     done = _completed(sweep)
     made = (
+        pareto_figure(sweep),
         history_figure(sweep, done),
         lr_figure(sweep, done),
         importance_figure(sweep),
@@ -719,6 +839,7 @@ Built from: {_e(sweep.source)}. Generated {when}.</p>
 {notes}
 <h2 id="summary">Summary</h2>
 {summary_html(sweep)}
+{front_html(sweep)}
 <h2 id="confirmation">Confirmation</h2>
 {confirmation_html(sweep)}
 <h2 id="plots">Plots</h2>

@@ -342,8 +342,10 @@ def _flagged_best(client, ids: list[str], experiment: str, study: str | None) ->
     if not flagged:
         return None
     run = flagged[0]
-    objective = run.data.tags.get("sweep.objective", "eval_f1")
     parent = _parent(client, run)
+    # the sweep ranks by sweeper.objective (with several objectives, the winner's)
+    ranked_by = parent.data.params.get("sweeper.objective") if parent else None
+    objective = ranked_by or run.data.tags.get("sweep.objective", "eval_f1")
     logged = parent.data.params.get("sweeper.direction") if parent else None
     direction = logged or metrics.direction(objective)
     best = Best(run, objective, direction, objective_value(run, objective), parent)
@@ -539,8 +541,31 @@ def show_best(
     out("re-create it with:")
     out(f"  {train_command(overrides)}")
     out(f"or re-run it exactly with:\n  python -m sweep reproduce {run.info.run_id}")
+    _show_front(client, b.parent, out)
     _show_winner(client, b.parent, out)
     return 0
+
+
+def _show_front(client, parent, out: Printer) -> None:
+    """Several objectives: the sweep's Pareto front (runs tagged sweep.pareto=true), by trial."""
+    names = (parent.data.params.get("sweeper.objectives") or "") if parent else ""
+    if "," not in names:
+        return
+    members = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=(
+            f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.`sweep.pareto` = 'true'"
+        ),
+        max_results=5000,
+    )
+    members.sort(key=lambda r: int(r.data.tags.get("optuna.trial_number", "-1")))
+    out(f"pareto front ({names}): {len(members)} feasible trial(s)")
+    for r in members:
+        values = "  ".join(
+            f"{n}={float(r.data.tags.get(f'sweep.objective.{n}', 'nan')):.6g}"
+            for n in names.split(",")
+        )
+        out(f"  trial {r.data.tags.get('optuna.trial_number')}: {values}  run {r.info.run_id}")
 
 
 def _show_confirmed(client, parent, out: Printer) -> None:
@@ -590,6 +615,11 @@ def _show_winner(client, parent, out: Printer) -> None:
     test = "  ".join(f"{k}={m[k]:.6g}" for k in ("test_loss", "test_accuracy", "test_f1") if k in m)
     if test:
         out(f"test:       {test}")
+    if tags.get("sweep.refit_run_id"):  # hydra.sweeper.confirm.refit (sweep/search/refit.py)
+        pm = parent.data.metrics  # the refit's test metrics, as refit_test_*
+        shown = [k for k in metrics.TEST_METRICS if f"refit_{k}" in pm]
+        refit = "  ".join(f"{k}={pm[f'refit_{k}']:.6g}" for k in shown)
+        out(f"refit:      {tags['sweep.refit_run_id']} on train + validation: {refit}")
     if tags.get("sweep.model"):
         out(f"model:      {tags['sweep.model']} (alias champion)")
 
@@ -603,7 +633,8 @@ def compare(
     """The side-by-side table and the metrics that differ beyond `atol` (NaN equals NaN)."""
     rows = [f"{'metric':<15} {'logged':>22} {'reproduced':>22} {'abs diff':>10}"]
     bad: list[str] = []
-    for m in metrics.METRICS:
+    # a run's own test metrics too (a refit's one evaluation), never a winner's scored apart
+    for m in (*metrics.METRICS, *(t for t in metrics.TEST_METRICS if t in reproduced)):
         a, b = logged.get(m), reproduced.get(m)
         if a is None and b is None:
             continue
@@ -739,7 +770,8 @@ def _run_again(cfg: DictConfig, run, notes: list[str], drift: list[str], uri: st
 def _check_metrics(run, outcome, atol: float, out: Printer, warn: Printer) -> None:
     """Print the logged and reproduced metrics side by side; MismatchError if they differ."""
     run_id = run.info.run_id
-    logged = {m: run.data.metrics[m] for m in metrics.METRICS if m in run.data.metrics}
+    names = (*metrics.METRICS, *metrics.TEST_METRICS)
+    logged = {m: run.data.metrics[m] for m in names if m in run.data.metrics}
     rows, bad = compare(logged, outcome.final, atol)
     out(f"reproduced as run {outcome.run_id} (tagged reproduces={run_id})")
     for row in rows:

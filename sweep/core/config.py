@@ -20,7 +20,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
-from sweep.core import metrics, tree
+from sweep.core import metrics, model_files, tree
 from sweep.core.errors import UserError
 
 
@@ -44,6 +44,9 @@ class ModelConfig:
     # attention kernel: sdpa (torch's fused scaled-dot-product attention) | eager |
     # flash_attention_2 (needs the flash-attn package and a GPU)
     attn_implementation: str = "sdpa"
+    # N > 0: the embeddings and the bottom N transformer layers are frozen (not trained, not in
+    # perf.params); the layers above and the classification head train. 0: nothing frozen
+    freeze_layers: int = 0
 
 
 @dataclass
@@ -76,6 +79,11 @@ class DataConfig:
     # strings); null: the second label of the mapping (pos of neg/pos, 1 of 0/1). With more than
     # two classes eval_f1 is the macro F1 and this must stay null. Checked once the data are loaded.
     positive_label: str | None = None
+    # true: the validation split (as the run would hold it out) is trained on too, so nothing is
+    # left to validate on: the run evaluates once, at its last step, on the test split (test_*
+    # metrics), and needs one. What a sweep's refit runs (hydra.sweeper.confirm.refit); refused
+    # in a sweep's trials, where the test split would steer the search (sweep/search/refit.py)
+    train_on_validation: bool = False
 
 
 @dataclass
@@ -113,8 +121,10 @@ class TrainerConfig:
     # with AVX512-BF16 / AMX), else fp32; the run logs what auto became
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     device: str = "auto"  # auto | cpu | cuda
-    objective: str = "eval_f1"
-    objective_at: str = "final"  # final | best
+    # one metric, or a list of them for several objectives ([eval_f1,perf.latency_ms]): the
+    # study is then multi-objective (a Pareto front) and the first names the winner by default
+    objective: Any = "eval_f1"
+    objective_at: str = "final"  # final | best (of the first objective's evaluations)
     # random | length_grouped | bucketed (sweep/train/batches.py); decided on real text:
     # BENCHMARKS.md
     batch_order: str = "bucketed"
@@ -268,10 +278,7 @@ def _validate_trainer(t: DictConfig) -> None:
         t.device in ("auto", "cpu", "cuda"),
         f"trainer.device must be auto, cpu or cuda, got {t.device!r}",
     )
-    _require(
-        t.objective in OBJECTIVES,
-        f"trainer.objective must be one of {', '.join(OBJECTIVES)}, got {t.objective!r}",
-    )
+    _validate_objectives(t.objective)
     _require(
         t.objective_at in ("final", "best"),
         f"trainer.objective_at must be final or best, got {t.objective_at!r}",
@@ -288,6 +295,29 @@ def _validate_trainer(t: DictConfig) -> None:
     )
     _require(
         t.checkpoint_every >= 0, f"trainer.checkpoint_every must be >= 0, got {t.checkpoint_every}"
+    )
+
+
+def _validate_objectives(setting: Any) -> None:
+    ok = isinstance(setting, str) or (
+        isinstance(setting, list | tuple | ListConfig)
+        and len(setting) > 0
+        and all(isinstance(m, str) for m in setting)
+    )
+    _require(
+        ok,
+        "trainer.objective must be a metric name or a list of them like "
+        f"[eval_f1,perf.latency_ms], got {setting!r}",
+    )
+    names = metrics.objectives(setting)
+    for name in names:
+        _require(
+            name in OBJECTIVES,
+            f"trainer.objective must be one of {', '.join(OBJECTIVES)}, got {name!r}",
+        )
+    _require(
+        len(set(names)) == len(names),
+        f"trainer.objective names a metric twice: {','.join(names)}",
     )
 
 
@@ -325,6 +355,28 @@ def _validate_data(d: DictConfig) -> None:
             0 < d.validation_fraction < 1,
             f"data.validation_fraction must be in (0, 1), got {d.validation_fraction}",
         )
+    _require(
+        not d.get("train_on_validation") or has_test_split(d),
+        "data.train_on_validation=true trains on the validation split too, so the run's one "
+        f"evaluation is on the test split, and these data have none: {NO_TEST_SPLIT}",
+    )
+
+
+# what gives a run a test split, for the messages that need one
+NO_TEST_SPLIT = (
+    "give data.test_file (data=files), data.test_size > 0 (data=synthetic) or data.test_split "
+    "(a hub dataset)"
+)
+
+
+def has_test_split(d: DictConfig) -> bool:
+    """Whether the `data` config names a test split (sweep/train/data.py `load_test`): generated
+    test reviews, a test file, or a hub split other than the validation split."""
+    if d.name == "synthetic":
+        return d.test_size > 0
+    if d.name == "files":
+        return bool(d.test_file)
+    return bool(d.test_split) and d.test_split != d.validation_split
 
 
 def data_config(node: Any) -> DictConfig:
@@ -367,6 +419,19 @@ def _validate_model(m: DictConfig) -> None:
         m.attn_implementation in ATTENTIONS,
         f"model.attn_implementation must be one of {', '.join(ATTENTIONS)}, "
         f"got {m.attn_implementation!r}",
+    )
+    _validate_freeze(m)
+
+
+def _validate_freeze(m: DictConfig) -> None:
+    """`model.freeze_layers` within 0 and the model's layers, read from its local config.json (a
+    hub model not on this machine yet: checked when it is loaded, still before training)."""
+    n = m.get("freeze_layers") or 0
+    _require(n >= 0, f"model.freeze_layers must be >= 0 (0: nothing frozen), got {n}")
+    layers = model_files.layer_count(m) if n else None
+    _require(
+        layers is None or n <= layers,
+        f"model.freeze_layers must be at most the {layers} layers of model {m.name!r}, got {n}",
     )
 
 
@@ -569,6 +634,12 @@ class ConfirmConfig:
 
     top_k: int = 0
     seeds: int = 2
+    # true: the winner's configuration trained once more on train + validation, scored once on
+    # the test split and registered as the champion (sweep/search/refit.py)
+    refit: bool = False
+    # which objective picks the winner among the confirmed (with several objectives: the front's
+    # feasible members); null: the first of trainer.objective
+    winner_by: str | None = None
 
 
 @dataclass
@@ -579,7 +650,14 @@ class SweeperConfig:
     # finished trials the study must hold: COMPLETE + PRUNED + FAIL; null: 12, or with
     # sampler=grid the grid's size (sweep/search/grid.py)
     n_trials: int | None = None
-    direction: str | None = None  # maximize | minimize; default from trainer.objective
+    # maximize | minimize, or a list with one per objective; default: each objective's own
+    direction: Any = None
+    # bounds a trial must meet to count (feasible), metric -> bound, each "no worse than" in the
+    # metric's own direction: {perf.latency_ms:5,perf.params:3e7,eval_f1:0.8} = latency at most
+    # 5 ms per example, at most 3e7 trainable parameters, eval_f1 at least 0.8
+    # (typed Any, default null: Hydra then takes a whole {...} from the command line; a typed
+    # dict would refuse its new keys in struct mode)
+    constraints: Any = None
     params: dict[str, Any] = field(default_factory=dict)  # Hydra's sweep grammar, or fixed values
     conditions: dict[str, Any] = field(default_factory=dict)  # param -> {other_param: [values]}
     storage: str | None = None  # Optuna storage URL; default: .sweep/<experiment>.journal (cwd)
@@ -608,6 +686,10 @@ class SweeperConfig:
     max_failure_rate: float = 0.5  # of n_trials; more FAILs stop the sweep (non-zero exit)
     timeout: float | None = None  # seconds; no new trial starts after it
     enqueue: list[dict[str, Any]] = field(default_factory=list)  # known configs run first
+    # an earlier sweep's study whose finished trials inside this search space start this one
+    # (imported, not counted in n_trials): "<study>" in this storage, or "<storage url>#<study>"
+    # (sweep/search/warm.py); part of the sweep's identity
+    warm_start: str | None = None
     heartbeat_interval: float = 10.0  # seconds between a running trial's heartbeats
     grace_period: float = 60.0  # a RUNNING trial silent this long is stale: failed and retried
     max_retries: int = 1  # retries of a trial whose process died
@@ -646,12 +728,28 @@ def parse_gpus(setting: Any) -> str | list[int]:
     return [int(i) for i in items]
 
 
-def check_sweeper(o: Any, direction: str) -> None:
-    """The sweeper's own options (`hydra.sweeper.*`), before any storage is opened. Raises
-    ConfigError naming the key. The sampler and pruner names are checked where they are built."""
+def check_sweeper(o: Any, direction: str | list[str], objectives: list[str] | None = None) -> None:
+    """The sweeper's own options (`hydra.sweeper.*`), before any storage is opened: `direction`
+    one per objective of `objectives` (trainer.objective as a list). Raises ConfigError naming
+    the key. The sampler and pruner names are checked where they are built."""
+    directions = [direction] if isinstance(direction, str) else list(direction)
+    names = objectives or []
+    for d in directions:
+        _require(
+            d in ("minimize", "maximize"),
+            f"hydra.sweeper.direction must be minimize or maximize, got {d!r}",
+        )
     _require(
-        direction in ("minimize", "maximize"),
-        f"hydra.sweeper.direction must be minimize or maximize, got {direction!r}",
+        not names or len(directions) == len(names),
+        f"hydra.sweeper.direction has {len(directions)} direction(s) for {len(names)} "
+        f"objective(s) in trainer.objective ({','.join(names)}): give one per objective",
+    )
+    check_constraints(getattr(o, "constraints", None) or {})
+    winner_by = _attr(o, "confirm.winner_by") if hasattr(o, "confirm") else None
+    _require(
+        winner_by is None or not names or winner_by in names,
+        f"hydra.sweeper.confirm.winner_by must be one of trainer.objective "
+        f"({','.join(names)}), got {winner_by!r}",
     )
     _require(
         o.prune_on is None or o.prune_on in PRUNABLE,
@@ -685,6 +783,27 @@ def check_sweeper(o: Any, direction: str) -> None:
     )
     parse_n_workers(o.n_workers)
     parse_gpus(o.gpus)
+
+
+def check_constraints(bounds: Any) -> dict[str, float]:
+    """`hydra.sweeper.constraints` as {metric: bound}: each a known metric with a finite number."""
+    if bounds is None:
+        return {}
+    _require(
+        isinstance(bounds, dict | DictConfig),
+        "hydra.sweeper.constraints must map metrics to bounds like "
+        f"{{perf.latency_ms:5,eval_f1:0.8}}, got {bounds!r}",
+    )
+    out: dict[str, float] = {}
+    for name, bound in dict(bounds).items():
+        _require(
+            name in OBJECTIVES,
+            f"hydra.sweeper.constraints: unknown metric {name!r}; one of {', '.join(OBJECTIVES)}",
+        )
+        ok = isinstance(bound, int | float) and not isinstance(bound, bool) and math.isfinite(bound)
+        _require(ok, f"hydra.sweeper.constraints.{name} must be a finite number, got {bound!r}")
+        out[str(name)] = float(bound)
+    return out
 
 
 def _attr(o: Any, dotted: str) -> Any:

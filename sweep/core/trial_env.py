@@ -20,6 +20,7 @@ from sweep.core.config import strip_uri_password
 
 TRIAL = "SWEEP_TRIAL"  # per job: its trial (study spec, number, parent run, objective)
 CONFIRM = "SWEEP_CONFIRM"  # per job: a confirmation run's context (sweep/search/confirm.py)
+REFIT = "SWEEP_REFIT"  # per job: a refit run's context (sweep/search/refit.py)
 # set by the sweeper for jobs on this machine only: the storage URL with its password
 STORAGE_URL = "SWEEP_STORAGE_URL"
 
@@ -28,7 +29,7 @@ HELPER_OF = "SWEEP_HELPER_OF"  # set in a helper's environment: the main worker'
 HELPER_READY = "SWEEP_HELPER_READY"  # the file the main worker writes once the stores exist
 HELPER_KEY = "SWEEP_HELPER_KEY"  # the main worker's key: names its records in the study
 
-JOB_CONTEXT = (TRIAL, CONFIRM, STORAGE_URL)
+JOB_CONTEXT = (TRIAL, CONFIRM, REFIT, STORAGE_URL)
 
 
 def encode(data: dict[str, Any]) -> str:

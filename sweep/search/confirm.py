@@ -85,6 +85,9 @@ class ConfirmContext:
     def save_dir(self) -> str:
         return saved_model(self.model_dir, self.trial, self.seed)
 
+    def run_name(self, name: str) -> str:
+        return f"confirm trial-{self.trial} seed={self.seed} {name}"
+
     def tags(self) -> dict[str, str]:
         return {
             "sweep.role": ROLE,
@@ -152,25 +155,27 @@ def top(candidates: list[Candidate], k: int, direction: str) -> list[Candidate]:
     return sorted(ok, key=lambda c: (key(c.value), c.number))[:k]
 
 
-def top_from_study(study, k: int, direction: str, fixed: list[str]) -> list[Candidate]:
-    import optuna
-
+def top_from_study(study, k: int, goals, fixed: list[str]) -> list[Candidate]:
+    """The `k` best configurations to confirm, by the winner rule of `goals` (front.Objectives):
+    the feasible complete trials of this sweep, or with several objectives the feasible Pareto
+    front's members, best first on the winner's objective; never an imported trial."""
     from sweep.core.overrides import to_override
+    from sweep.search import front
     from sweep.search.study import RUN_ID
 
     out = []
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    for t in front.ranked(study.get_trials(deepcopy=False), goals):
         params = dict(t.params)
         out.append(
             Candidate(
                 number=t.number,
                 run_id=str(t.user_attrs.get(RUN_ID) or ""),
-                value=float(t.value),
+                value=float(t.values[goals.by]),
                 params=params,
                 overrides=list(fixed) + [to_override(n, v) for n, v in params.items()],
             )
         )
-    return top(out, k, direction)
+    return top(out, k, goals.winner_direction)
 
 
 def finished(client, experiment_id: str, parent_run_id: str, objective: str) -> dict:
@@ -221,9 +226,13 @@ class Choice:
     model: str = ""  # models:/<name>/<version>, once registered
     notes: list[str] = field(default_factory=list)
     error: str = ""  # the winner could not be finished (its model not registered): one line
+    rule: str = ""  # how the winner was chosen, in words (front.Objectives.rule)
+    refit: Any = None  # sweep.search.refit.Refit, with hydra.sweeper.confirm.refit
 
     def table(self) -> str:
         lines = ["confirmation (mean +- std over new training seeds; * the winner)"]
+        if self.rule:
+            lines.append(f"  winner rule: {self.rule}")
         lines.append(f"  {'trial':<6} {'search':>8} {'mean':>8} {'std':>8} {'seeds':>6}")
         for r in self.rows:
             mark = "*" if self.winner is r else " "
@@ -236,7 +245,9 @@ class Choice:
                 "winner on the test split: "
                 + "  ".join(f"{k}={v:.4f}" for k, v in sorted(self.test.items()))
             )
-        if self.model:
+        if self.refit is not None:  # the refit's lines name the champion
+            lines += self.refit.lines()
+        elif self.model:
             lines.append(f"winner's model: {self.model} (alias {CHAMPION})")
         return "\n".join(lines)
 

@@ -35,7 +35,7 @@ from omegaconf import DictConfig
 from sweep.core import internals
 from sweep.core.bad_input import describe
 from sweep.search import confirm as cf
-from sweep.search import interrupts, workers
+from sweep.search import interrupts, refit, workers
 
 log = logging.getLogger(__name__)
 
@@ -181,21 +181,22 @@ class Stage:
         wanted = set(await_plan(run.study, key, workers.main_alive))
         if not wanted:
             return
-        every = cf.top_from_study(run.study, len(run.study.trials), run.direction, run.fixed)
+        every = cf.top_from_study(run.study, len(run.study.trials), run.objectives, run.fixed)
         jobs = [(c, s) for c in every for n, s in sorted(wanted) if c.number == n]
         self._run_jobs(jobs, root, key)
 
     def _lead(self, k: int, n_seeds: int, root: str, key: str) -> cf.Choice | None:
         run = self.run
         tracker = run.parent.tracker
-        candidates = cf.top_from_study(run.study, k, run.direction, run.fixed)
+        candidates = cf.top_from_study(run.study, k, run.objectives, run.fixed)
         seeds = cf.seeds_for(run.base.trainer.seed, n_seeds)
         done = cf.finished(tracker.client, tracker.experiment_id, run.parent.run_id, run.objective)
         jobs = [(c, s) for c in candidates for s in seeds if (c.run_id, s) not in done]
         # an empty plan tells the helpers that there is nothing to confirm
         publish_plan(run.study, run.lock, key, [(c.number, s) for c, s in jobs])
         if not candidates:
-            print("note: no complete trial to confirm: no winner chosen", file=sys.stderr)
+            what = "feasible complete" if run.objectives.bounds else "complete"
+            print(f"note: no {what} trial to confirm: no winner chosen", file=sys.stderr)
             return None
         if jobs:
             log.info(
@@ -216,6 +217,7 @@ class Stage:
         """The winner from the finished confirmation runs; scored, registered and tagged."""
         run = self.run
         choice = cf.choose(candidates, seeds, done, run.direction)
+        choice.rule = f"{run.objectives.rule()}, by its mean over the confirmation seeds"
         if choice.missing:
             shown = ", ".join(f"trial {n} seed {s}" for n, s in choice.missing)
             choice.notes.append(
@@ -234,7 +236,33 @@ class Stage:
                 [*choice.winner.candidate.overrides, f"trainer.seed={choice.winner_run.seed}"]
             ),
         )
+        if self.opts.confirm.get("refit"):
+            self._refit(choice, root)
         return choice
+
+    def _refit(self, choice: cf.Choice, root: str) -> None:
+        """hydra.sweeper.confirm.refit: the winner's configuration trained on train + validation
+        by the launcher, one more job, then registered as the champion (sweep/search/refit.py)."""
+        run, d = self.run, choice.winner_run
+        if d is None:
+            return
+        number = choice.winner.candidate.number
+        ctx = refit.RefitContext(run.study_name, run.parent.run_id, d.run_id, number, d.seed, root)
+        overrides = choice.winner.candidate.overrides
+        shared = any(o.startswith("trainer.threads=") for o in overrides)
+        given = shared and run.base.trainer.get("threads") is None  # by the sweeper, not the user
+        threads = workers.threads_each(1) if given else None
+        config = refit.config_overrides(overrides, d.seed, threads)
+        refit.refit_winner(
+            choice,
+            uri=run.tracker_uri,
+            experiment=run.base.tracking.experiment,
+            experiment_id=run.parent.tracker.experiment_id,
+            parent_run_id=run.parent.run_id,
+            context=ctx,
+            train=lambda c: refit.launch(self.launcher, refit.job_line(config, c)),
+            config=lambda: self.job_config(config),
+        )
 
     def _claim(self, jobs: list, key: str, size: int) -> list:
         """Up to `size` unclaimed jobs of the plan, claimed for this process under the lock."""

@@ -7,7 +7,9 @@ fixed overrides shape; the searched keys left out, each trial sets them), the ob
 sampler and pruner settings. What may change between runs of one sweep is left out: `n_trials`,
 `n_workers`, `n_jobs`, `timeout`, storage and tracking URIs (`tracking.*`), threads, logging and
 cache / checkpoint folders, the test split (`data.test_*`), confirmation, failure and heartbeat
-settings, `enqueue` (it only adds known configs).
+settings, `enqueue` (it only adds known configs). A warm start's source (`warm_start`) and the
+constraints are part of it: a warm-started or constrained sweep is another study than the same
+command run cold or unconstrained.
 
 Every value is recorded, the schema's defaults included (document version 2): a default that
 changes between versions changes the trials, so it changes the identity, and the same command
@@ -50,6 +52,9 @@ VOLATILE = (
     "data.test_size",
     "data.test_file",
     "data.test_split",
+    # refused in a sweep's trials (sweep/search/refit.py): never true in a search, so left out,
+    # and the identities of sweeps made before the key existed stay the same
+    "data.train_on_validation",
 )
 # hydra.sweeper.* settings that define the search
 SEARCH_SETTINGS = (
@@ -61,7 +66,12 @@ SEARCH_SETTINGS = (
     "pruner_startup_trials",
     "pruner_warmup_steps",
     "prune_on",
+    "warm_start",  # the study a warm start imports from (sweep/search/warm.py)
+    "constraints",  # bounds that make a trial infeasible (sweep/search/front.py)
 )
+# settings recorded only when set: a sweep that leaves them unset keeps the identity (and so the
+# study) it had before they existed
+SET_ONLY = ("warm_start", "constraints")
 
 
 def _volatile(key: str) -> bool:
@@ -115,7 +125,11 @@ def describe(
         "space": {k: json.loads(distribution_to_json(d)) for k, d in sorted(distributions.items())},
         "conditions": OmegaConf.to_container(OmegaConf.create(conditions or {})),
         "config": config,
-        "sweeper": {k: settings.get(k) for k in SEARCH_SETTINGS},
+        "sweeper": {
+            k: settings.get(k)
+            for k in SEARCH_SETTINGS
+            if k not in SET_ONLY or settings.get(k) is not None
+        },
     }
 
 

@@ -13,8 +13,9 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig
 
-from sweep.core import internals
+from sweep.core import internals, metrics
 from sweep.core.config import mask_uri
+from sweep.search import front
 from sweep.search import study as study_mod
 from sweep.search.advice import TAG as ADVICE_TAG
 
@@ -32,11 +33,26 @@ class Summary:
     best_run_id: str | None
     confirm: Any = None  # sweep.search.confirm.Choice when confirmation ran
     advice: list[str] | None = None  # range notes (advice.py); None: not worked out this time
+    # several objectives: the feasible Pareto front, one dict per member (front_rows)
+    front: list[dict[str, Any]] | None = None
+    objectives: list[str] | None = None  # their names, in order
 
 
 class ParentRun:
-    def __init__(self, study: optuna.Study, base: DictConfig, uri: str | None, spec, space, lock):
+    def __init__(
+        self,
+        study: optuna.Study,
+        base: DictConfig,
+        uri: str | None,
+        spec,
+        space,
+        lock,
+        goals: front.Objectives | None = None,
+    ):
         self.study = study
+        self.goals = goals or front.Objectives(
+            names=metrics.objectives(base.trainer.objective), directions=spec.directions
+        )
         self.base = base
         self.uri = uri
         self.spec = spec
@@ -109,16 +125,22 @@ class ParentRun:
         )
 
     def _params(self) -> dict[str, str]:
-        s = self.spec
+        s, g = self.spec, self.goals
         out = {
             "sweeper.sampler": s.sampler,
             "sweeper.pruner": s.pruner,
-            "sweeper.direction": s.direction,
+            # the objective that ranks trials and picks the winner, and its direction
+            "sweeper.direction": g.winner_direction,
             "sweeper.seed": str(s.seed),
-            "sweeper.objective": str(self.base.trainer.objective),
+            "sweeper.objective": g.winner_metric,
             "model.name": str(self.base.model.name),
             "data.name": str(self.base.data.name),
         }
+        if g.several:
+            out["sweeper.objectives"] = ",".join(g.names)
+            out["sweeper.directions"] = ",".join(g.directions)
+        if g.bounds:
+            out["sweeper.constraints"] = ",".join(f"{k}:{v:g}" for k, v in g.bounds.items())
         for name, dist in self.space.distributions.items():
             out[f"space.{name}"] = repr(dist)[:500]
         for name, value in self.space.fixed.items():
@@ -147,18 +169,46 @@ class ParentRun:
             # the curves' step is the count of finished trials, not the trial number: with
             # several workers trials finish out of order, and by number the curves went down
             c = study_mod.count(self.study)
-            best = study_mod.best_trial(self.study)
+            best = study_mod.best_trial(self.study, self.goals.by)
             curves = {
                 "trials_finished": c.finished,
                 "trials_pruned": c.pruned,
                 "trials_failed": c.failures,
             }
             if best is not None:
-                curves["best_value"] = best.value
+                curves["best_value"] = best.values[self.goals.by]
             self.tracker.log_metrics(curves, step=c.finished)
             self._mark_best(best)
+            self._tag_feasible(number)
         except Exception as e:  # noqa: BLE001 - tracking never stops a sweep
             log.warning("could not update the parent run: %s", e)
+
+    def _tag_feasible(self, number: int) -> None:
+        """`sweep.feasible` on the trial's run, once constraints judged it (front.py)."""
+        t = internals.storage(self.study).get_trial(internals.trial_id_of(self.study, number))
+        run_id = t.user_attrs.get(study_mod.RUN_ID)
+        if run_id and front.FEASIBLE in t.user_attrs:
+            self.tracker.client.set_tag(
+                run_id, "sweep.feasible", str(bool(t.user_attrs[front.FEASIBLE])).lower()
+            )
+
+    def _mark_front(self) -> list[dict[str, Any]] | None:
+        """Several objectives: `sweep.pareto` true on the runs of the feasible Pareto front,
+        false on this sweep's other complete runs (a resumed sweep's front moves)."""
+        if not self.goals.several:
+            return None
+        trials = self.study.get_trials(deepcopy=False)
+        members = front.pareto(trials, self.goals.directions)
+        rows = front_rows(members, self.goals)
+        if self.tracker is None:
+            return rows
+        on = {t.number for t in members}
+        c = self.tracker.client
+        for t in trials:
+            run_id = t.user_attrs.get(study_mod.RUN_ID)
+            if run_id and t.state == optuna.trial.TrialState.COMPLETE:
+                c.set_tag(run_id, "sweep.pareto", "true" if t.number in on else "false")
+        return rows
 
     def _mark_best(self, best) -> None:
         """Exactly one run of the study carries optuna.best=true."""
@@ -180,7 +230,8 @@ class ParentRun:
 
     def finish(self, status: str = "FINISHED", choice=None, advice=None) -> Summary:
         c = study_mod.count(self.study)
-        best = study_mod.best_trial(self.study)
+        by = self.goals.by
+        best = study_mod.best_trial(self.study, by)
         counts = {
             "finished": c.finished,
             "complete": c.complete,
@@ -189,17 +240,20 @@ class ParentRun:
             "running": c.running,
         }
         summary = Summary(
-            table=study_mod.table(self.study),
+            table=study_mod.table(self.study, self.goals.names),
             counts=counts,
-            best_value=best.value if best else None,
+            best_value=best.values[by] if best else None,
             best_params=dict(best.params) if best else {},
             best_run_id=best.user_attrs.get(study_mod.RUN_ID) if best else None,
             confirm=choice,
             advice=advice,
+            objectives=list(self.goals.names),
         )
         if not self.tracker:
+            summary.front = self._mark_front()
             return summary
         try:
+            summary.front = self._mark_front()
             self._mark_best(best)
             self._log_summary(summary)
         except Exception as e:  # noqa: BLE001
@@ -226,10 +280,16 @@ class ParentRun:
         t.set_tags(tags)
         if s.confirm is not None:
             log_winner(t, s.confirm)
-        rows = study_mod.trial_rows(self.study)
+        rows = study_mod.trial_rows(self.study, self.goals.names)
         t.log_text(study_mod.rows_csv(rows), "trials.csv")
         with tempfile.TemporaryDirectory() as tmp:
-            plots.write_all(self.study, Path(tmp), objective=str(self.base.trainer.objective))
+            plots.write_all(
+                self.study,
+                Path(tmp),
+                objective=self.goals.winner_metric,
+                objectives=self.goals.names,
+                constraints_func=front.constraints_func if self.goals.bounds else None,
+            )
             t.log_artifacts(tmp, "plots")
 
 
@@ -299,8 +359,30 @@ def description(name: str, s: Summary) -> str:
                 "On the test split: "
                 + ", ".join(f"{k} {v:.4f}" for k, v in sorted(ch.test.items()))
             )
+        if ch.refit is not None and ch.refit.run_id:  # hydra.sweeper.confirm.refit
+            lines.append(ch.refit.description())
         if ch.model:
             lines.append(f"Model: `{ch.model}` (alias `champion`).")
+    if s.front:
+        lines.append(
+            f"Pareto front ({', '.join(s.objectives or [])}), {len(s.front)} trial(s):\n"
+            + "\n".join(
+                f"- trial {r['number']}: {r['values']} (run `{r['run_id']}`)" for r in s.front
+            )
+        )
     if s.advice:
         lines.append("Range advice:\n" + "\n".join(f"- {note}" for note in s.advice))
     return "\n\n".join(lines)
+
+
+def front_rows(members: list, goals: front.Objectives) -> list[dict[str, Any]]:
+    """The front's members as rows: number, values in words, params, run id."""
+    return [
+        {
+            "number": t.number,
+            "values": front.describe(t, goals.names),
+            "params": dict(t.params),
+            "run_id": t.user_attrs.get(study_mod.RUN_ID),
+        }
+        for t in members
+    ]

@@ -14,12 +14,11 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import socket
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep.core import internals, metrics, trial_env
 from sweep.core.config import mask_uri
 from sweep.core.errors import UserError
-from sweep.search import grid
+from sweep.search import front, grid
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -126,13 +125,18 @@ def _pg_lock(url: str, name: str):
 class StudySpec:
     name: str
     storage_url: str
-    direction: str = "maximize"
+    direction: Any = "maximize"  # one per objective: a list for a multi-objective study
     sampler: str = "tpe"
     seed: int = 0
     n_startup_trials: int = 4
     pruner: str = "median"
     pruner_startup_trials: int = 3
     pruner_warmup_steps: int = 0
+    constraints: dict[str, float] = field(default_factory=dict)  # metric -> bound (front.py)
+
+    @property
+    def directions(self) -> list[str]:
+        return [self.direction] if isinstance(self.direction, str) else list(self.direction)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -149,29 +153,39 @@ def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseS
     `seed + number`, seeds 0 and 1 would share all but one draw)."""
     seed = int(np.random.SeedSequence([spec.seed, seed_offset]).generate_state(1)[0])
     name = spec.sampler
+    # TPE, NSGA-II and GP read each trial's constraints (front.record sets them); the others
+    # ignore them, and the winner is still chosen among feasible trials only
     if name == "tpe":
         return optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=spec.n_startup_trials, multivariate=True, group=True
         )
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=spec.n_startup_trials)
     if name == "cmaes":
+        if len(spec.directions) > 1:
+            raise ValueError(
+                "hydra.sweeper.sampler=cmaes optimises one objective; with several use tpe, "
+                "nsga2, gp, random, qmc or grid"
+            )
         return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=spec.n_startup_trials)
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=spec.seed)
     if name == grid.NAME:  # the points are enqueued, each once (sweep/search/grid.py)
         return grid.GridQueue()
     raise ValueError(
-        f"hydra.sweeper.sampler must be tpe, random, gp, cmaes, qmc or grid, got {name!r}"
+        f"hydra.sweeper.sampler must be tpe, nsga2, random, gp, cmaes, qmc or grid, got {name!r}"
     )
 
 
 def tied_value(study: optuna.Study) -> float | None:
     """The objective value every complete trial shares, when at least two completed and all
     scored the same (e.g. eval_f1 0: each learnt nothing or predicts one class); else None."""
-    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    values = [front.first_value(t) for t in complete]
     return values[0] if len(values) >= 2 and len(set(values)) == 1 else None
 
 
@@ -204,6 +218,8 @@ class SignalGuard(optuna.pruners.BasePruner):
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     name = spec.pruner
+    if len(spec.directions) > 1:  # Optuna's pruners take one objective (the sweeper says so)
+        return optuna.pruners.NopPruner()
     if name == "median":
         return SignalGuard(
             optuna.pruners.MedianPruner(
@@ -229,15 +245,16 @@ def create_or_load(spec: StudySpec, storage=None) -> optuna.Study:
     study = optuna.create_study(
         study_name=spec.name,
         storage=storage,
-        direction=spec.direction,
+        directions=spec.directions,
         sampler=make_sampler(spec),
         pruner=make_pruner(spec),
         load_if_exists=True,
     )
-    if study.direction.name.lower() != spec.direction:
+    stored = [d.name.lower() for d in study.directions]
+    if stored != spec.directions:
         raise ValueError(
-            f"study {spec.name!r} was created to {study.direction.name.lower()}, "
-            f"not {spec.direction}; use another hydra.sweeper.study_name"
+            f"study {spec.name!r} was created to {','.join(stored)}, "
+            f"not {','.join(spec.directions)}; use another hydra.sweeper.study_name"
         )
     return study
 
@@ -377,14 +394,23 @@ def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
     return {int(t.system_attrs[RETRY_OF]) for t in trials if RETRY_OF in t.system_attrs}
 
 
+def imported(t: FrozenTrial) -> bool:
+    """A warm start's trial (sweep/search/warm.py): it ran in an earlier sweep."""
+    return bool(t.user_attrs.get(grid.IMPORTED))
+
+
 def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """Finished trials that count against the budget (a retried FAIL counts through its retry)."""
+    """Finished trials that count against the budget (a retried FAIL counts through its retry).
+    Imported trials never do: n_trials, the failure rate and the progress are this sweep's own."""
     retried = retried_numbers(trials)
     return [
         t
         for t in trials
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        or (t.state == TrialState.FAIL and t.number not in retried)
+        if not imported(t)
+        and (
+            t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            or (t.state == TrialState.FAIL and t.number not in retried)
+        )
     ]
 
 
@@ -483,13 +509,23 @@ def enqueue_known(study: optuna.Study, configs: list[dict[str, Any]]) -> None:
         study.enqueue_trial(params, skip_if_exists=True)
 
 
-def tell(study: optuna.Study, trial: optuna.Trial, outcome, error: str, seconds: float) -> None:
+def tell(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    outcome,
+    error: str,
+    seconds: float,
+    bounds: dict[str, float] | None = None,
+) -> None:
+    """Tell the study how the trial ended: its value(s), or PRUNED / FAIL; with `bounds`
+    (hydra.sweeper.constraints) its constraint values and feasibility first (front.py)."""
     trial.set_user_attr("duration_s", round(seconds, 2))
     if outcome is not None:
         trial.set_user_attr("steps", outcome.steps)
         trial.set_user_attr("status", outcome.status)
         if outcome.run_id:
             trial.set_user_attr(RUN_ID, outcome.run_id)
+        front.record(trial, bounds or {}, outcome.measured or outcome.final)
     if error:
         internals.storage(study).set_trial_system_attr(
             internals.trial_id(trial), FAIL_REASON, error[:500]
@@ -502,6 +538,8 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome, error: str, seconds:
         # with hydra.sweeper.prune_on: tables and trials.csv show the objective's own value
         trial.set_user_attr(OBJECTIVE_AT_PRUNE, outcome.objective)
         study.tell(trial, state=TrialState.PRUNED)
+    elif len(study.directions) > 1:
+        study.tell(trial, list(outcome.values or [outcome.objective]))
     else:
         study.tell(trial, outcome.objective)
 
@@ -528,25 +566,27 @@ def interrupt(
 # --------------------------------------------------------------------------- results
 
 
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    complete = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and math.isfinite(t.value)
-    ]
-    if not complete:
+def best_trial(study: optuna.Study, by: int = 0) -> FrozenTrial | None:
+    """The best complete, feasible trial of this sweep on objective `by` (the first by default);
+    with several objectives, the best of the feasible Pareto front on it (front.py)."""
+    trials = study.get_trials(deepcopy=False)
+    directions = [d.name.lower() for d in study.directions]
+    pool = front.pareto(trials, directions) if len(directions) > 1 else front.candidates(trials)
+    if not pool:
         return None
-    better = metrics.pick(study.direction.name.lower())
-    return better(complete, key=lambda t: (t.value, -t.number))
+    better = metrics.pick(directions[by])
+    return better(pool, key=lambda t: (t.values[by], -t.number))
 
 
 def shown_value(t: FrozenTrial) -> float | None:
     """A trial's value as the objective: a PRUNED trial's last objective value, not what the
     pruner was told (hydra.sweeper.prune_on may watch another metric)."""
-    return t.user_attrs.get(OBJECTIVE_AT_PRUNE, t.value)
+    return t.user_attrs.get(OBJECTIVE_AT_PRUNE, front.first_value(t))
 
 
-def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+def trial_rows(study: optuna.Study, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per trial. With several objectives (`names`, in order) each has its own
+    `values.<name>` column; a trial judged by constraints has `feasible`."""
     rows = []
     retried = retried_numbers(study.get_trials(deepcopy=False))
     for t in study.get_trials(deepcopy=False):
@@ -556,8 +596,11 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
         rows.append(
             {
                 "number": t.number,
-                "state": t.state.name + (" (retried)" if t.number in retried else ""),
+                "state": t.state.name
+                + (" (retried)" if t.number in retried else "")
+                + (" (imported)" if imported(t) else ""),
                 "value": shown_value(t),
+                **_values(t, names),
                 **{f"params.{k}": v for k, v in t.params.items()},
                 "duration_s": round(duration, 1) if duration is not None else None,
                 "steps": t.user_attrs.get("steps"),
@@ -566,6 +609,16 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _values(t: FrozenTrial, names: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if names and len(names) > 1:
+        values = t.values or [None] * len(names)
+        out = {f"values.{n}": v for n, v in zip(names, values, strict=False)}
+    if front.FEASIBLE in t.user_attrs:
+        out["feasible"] = bool(t.user_attrs[front.FEASIBLE])
+    return out
 
 
 def rows_csv(rows: list[dict[str, Any]]) -> str:
@@ -589,18 +642,22 @@ def _fmt(v: Any, key: str = "") -> str:
     return str(v)
 
 
-def table(study: optuna.Study) -> str:
-    """The end-of-sweep console table: number, state, lr, schedule, objective, duration, steps."""
+def table(study: optuna.Study, names: list[str] | None = None) -> str:
+    """The end-of-sweep console table: number, state, lr, schedule, the objective (each of
+    several, by name), feasibility under constraints, duration, steps."""
+    rows = trial_rows(study, names)
+    several = names is not None and len(names) > 1
+    values = [(n, f"values.{n}") for n in names] if several else [("objective", "value")]
     cols = [
         ("#", "number"),
         ("state", "state"),
         ("lr", "params.optimizer.lr"),
         ("schedule", "params.scheduler"),
-        ("objective", "value"),
+        *values,
+        *([("feasible", "feasible")] if any("feasible" in r for r in rows) else []),
         ("seconds", "duration_s"),
         ("steps", "steps"),
     ]
-    rows = trial_rows(study)
     cells = [[_fmt(r.get(k), k) for _, k in cols] for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _) in enumerate(cols)]
     line = "  ".join(h.ljust(w) for (h, _), w in zip(cols, widths, strict=True))
@@ -616,7 +673,7 @@ def progress_line(study: optuna.Study, n_trials: int, number: int) -> str:
     value = shown_value(t)
     value = "" if value is None else f" value={value:.4f}"
     best = best_trial(study)
-    best_s = f"; best {best.value:.4f} (trial {best.number})" if best else ""
+    best_s = f"; best {best.values[0]:.4f} (trial {best.number})" if best else ""
     return (
         f"sweep: trial {number} {t.state.name}{value} | {c.finished}/{n_trials} finished "
         f"({c.pruned} pruned, {c.failures} failed){best_s}"
@@ -653,7 +710,7 @@ class SweepProgress:
     def _postfix(self, study: optuna.Study) -> None:
         c = count(study)
         best = best_trial(study)
-        best_s = f", best {best.value:.4f} (#{best.number})" if best else ""
+        best_s = f", best {best.values[0]:.4f} (#{best.number})" if best else ""
         self.bar.n = min(c.finished, self.n_trials)
         self.bar.set_postfix_str(f"{c.pruned} pruned, {c.failures} failed{best_s}")
 
@@ -684,21 +741,27 @@ class SweepProgress:
             self.bar = None
 
 
-def write_results(study: optuna.Study, sweep_dir: Path, summary, direction: str) -> None:
-    """optimization_results.yaml in the sweep dir, with best params and value."""
+def write_results(
+    study: optuna.Study, sweep_dir: Path, summary, direction: str, by: int = 0
+) -> None:
+    """optimization_results.yaml in the sweep dir, with best params and value (on objective
+    `by`), and with several objectives their names and the Pareto front."""
     from omegaconf import OmegaConf
 
-    best = best_trial(study)
+    best = best_trial(study, by)
     data = {
         "name": "optuna",
         "study": study.study_name,
         "direction": direction,
-        "best_value": best.value if best else None,
+        "best_value": best.values[by] if best else None,
         "best_params": dict(best.params) if best else {},
         "best_trial": best.number if best else None,
         "best_run_id": best.user_attrs.get(RUN_ID) if best else None,
         "counts": summary.counts if summary else {},
     }
+    if summary is not None and summary.front is not None:
+        data["objectives"] = list(summary.objectives or [])
+        data["front"] = summary.front
     choice = getattr(summary, "confirm", None)
     if choice is not None and choice.winner is not None:
         w = choice.winner

@@ -47,6 +47,7 @@ from sweep.core import devices, internals, metrics, trial_env
 from sweep.core.bad_input import describe
 from sweep.core.config import (
     ConfigError,
+    check_constraints,
     check_sweeper,
     mask_files,
     mask_uri,
@@ -58,7 +59,18 @@ from sweep.core.config import (
 )
 from sweep.core.errors import JobLost, UserError
 from sweep.core.overrides import to_override
-from sweep.search import advice, confirm_stage, grid, identity, interrupts, remote, workers
+from sweep.search import (
+    advice,
+    confirm_stage,
+    front,
+    grid,
+    identity,
+    interrupts,
+    refit,
+    remote,
+    warm,
+    workers,
+)
 from sweep.search import study as study_mod
 from sweep.search.parent import ParentRun
 from sweep.train.runner import TrialContext, TrialOutcome, set_trial_context
@@ -186,6 +198,18 @@ def build_space(
     return space, passthrough
 
 
+def _pin_experiment(fixed: list[str], experiment: str) -> None:
+    """Every trial logs into the sweep's MLflow experiment, beside its parent run: the default
+    name `${model.name}-${data.name}` would otherwise follow a searched group into another
+    experiment per option (`model=choice(tiny,minilm)`). A command-line value is kept. Quoted,
+    so that any name parses (`#`, `!`, non-ASCII); one Hydra cannot quote is left unpinned."""
+    if any(f.lstrip("+~").startswith("tracking.experiment=") for f in fixed):
+        return
+    quote = next((q for q in ("'", '"') if q not in experiment), None)
+    if quote and not experiment.endswith("\\"):
+        fixed.append(f"tracking.experiment={quote}{experiment}{quote}")
+
+
 # --------------------------------------------------------------------------- heartbeats
 
 
@@ -235,6 +259,29 @@ class Launched:
     started: float
 
 
+def _timing_note(goals: front.Objectives, placement: workers.Placement, n_jobs: int) -> None:
+    """A timed cost (latency, training seconds) as an objective or a bound, with trials side by
+    side on the CPU: each is measured under the others' load, so say so once."""
+    timed = [m for m in (*goals.names, *goals.bounds) if m in metrics.TIMED]
+    at_once = len(placement.devices) * n_jobs
+    if timed and at_once > 1 and not placement.gpus:
+        print(
+            f"note: {', '.join(dict.fromkeys(timed))} is timed while {at_once} trials run side "
+            "by side on this machine's cores, each under the others' load; for comparable "
+            "timings set hydra.sweeper.n_workers=1 (and n_jobs=1)",
+            file=sys.stderr,
+        )
+
+
+def front_table(summary) -> str:
+    """The Pareto front printed under the trial table (several objectives)."""
+    lines = [f"Pareto front ({', '.join(summary.objectives or [])}), feasible trials only:"]
+    for r in summary.front:
+        params = " ".join(f"{k}={v}" for k, v in r["params"].items())
+        lines.append(f"  trial {r['number']:<4} {r['values']}  {params}")
+    return "\n".join(lines)
+
+
 @dataclass
 class _Run:
     """One sweep command's state, filled in step by step from its checks to its summary."""
@@ -244,8 +291,8 @@ class _Run:
     fixed: list[str]  # overrides every trial gets
     helper: bool  # a helper process started by a main worker (sweep/search/workers.py)
     base: DictConfig
-    objective: str
-    direction: str
+    objective: str  # the metric that picks the winner (the first objective by default)
+    direction: str  # its direction
     storage_url: str
     tracker_uri: str | None
     storage: Any = None
@@ -258,11 +305,13 @@ class _Run:
     parent: Any = None  # ParentRun
     heartbeat: Any = None  # Heartbeat
     exit_code: int = 0
+    objectives: Any = None  # front.Objectives: every objective, direction and bound
     reason: str = ""  # why the sweep stopped before its budget, printed last
     launched: list[Launched] = field(default_factory=list)  # asked for, not yet told
     job_context: Any = None  # the TrialContext every job is told (trial_env.TRIAL), less number
     placement: Any = None  # workers.Placement (main worker only)
     grid: list[dict[str, Any]] | None = None  # sampler=grid: its points (sweep/search/grid.py)
+    warm: Any = None  # warm.Source: hydra.sweeper.warm_start's study (sweep/search/warm.py)
 
 
 class SweepRunner:
@@ -294,6 +343,7 @@ class SweepRunner:
         """Compose and validate the base config and each end of every searched range."""
         base = self._job_config(fixed)
         validate(base)
+        refit.check_search(base, space.distributions, self.opts)  # no trial on the test split
         for name, dist in space.distributions.items():
             if isinstance(dist, CategoricalDistribution):
                 ends = list(dist.choices)
@@ -350,11 +400,13 @@ class SweepRunner:
 
         from sweep.track import tracking
 
-        objective = base.trainer.objective
-        direction = o.direction or metrics.direction(objective)
-        check_sweeper(self.opts, direction)
+        goals = self._objectives(base, quiet=helper)
+        if placement is not None:
+            _timing_note(goals, placement, self.opts.n_jobs)
         experiment = base.tracking.experiment
+        _pin_experiment(fixed, experiment)
         storage_url = o.storage or study_mod.default_storage(experiment, o.study_name)
+        warm_from = warm.parse(o.get("warm_start"), storage_url)  # its spelling; no store yet
         tracker_uri = tracking.resolve_uri(base.tracking.uri) if base.tracking.enabled else None
         if helper and not workers.await_main():
             log.info("the main worker did not get the sweep started: nothing to do")
@@ -368,13 +420,37 @@ class SweepRunner:
             fixed=fixed,
             helper=helper,
             base=base,
-            objective=objective,
-            direction=direction,
+            objective=goals.winner_metric,
+            direction=goals.winner_direction,
             storage_url=storage_url,
             tracker_uri=tracker_uri,
             placement=placement,
             grid=points,
+            objectives=goals,
+            warm=warm_from,
         )
+
+    def _objectives(self, base: DictConfig, quiet: bool) -> front.Objectives:
+        """trainer.objective (one or several), their directions, the constraints and the winner
+        rule, checked (one error line each); with several objectives a note that Optuna's
+        pruners, which take one, are off (sweep/search/front.py)."""
+        o = self.opts
+        names = metrics.objectives(base.trainer.objective)
+        directions = metrics.directions(o.direction, names)
+        check_sweeper(o, directions, names)
+        goals = front.Objectives(
+            names=names,
+            directions=directions,
+            bounds=check_constraints(o.constraints or {}),
+            winner_by=getattr(o.confirm, "winner_by", None),
+        )
+        if goals.several and o.pruner != "none" and not quiet:
+            print(
+                f"note: pruning is off: Optuna's pruners take one objective and this sweep has "
+                f"{len(names)} ({', '.join(names)}); every trial trains to the end",
+                file=sys.stderr,
+            )
+        return goals
 
     def _open_study(self, run: _Run) -> None:
         """Open the storage, choose the study by identity, create or load it, record it."""
@@ -405,6 +481,13 @@ class SweepRunner:
                 make(spec)
             except (ValueError, ImportError) as e:
                 raise SweepError(str(e)) from None
+        # a warm start's source is read and checked before the study is made (a helper's main
+        # worker imported it before starting it)
+        todo = None
+        if not run.helper:
+            todo = warm.plan(
+                run.warm, run.storage, run.study_name, run.space, spec.directions, ident_doc
+            )
         try:
             run.study = study_mod.create_or_load(spec, run.storage)
         except ValueError as e:  # e.g. the stored study optimises the other direction
@@ -415,6 +498,9 @@ class SweepRunner:
             study_mod.enqueue_known(run.study, [dict(e) for e in o.enqueue])
             if run.grid is not None:
                 grid.enqueue(run.study, run.grid)
+            if warm.apply(run.study, todo):  # once per study, after the queued trials
+                for line in todo.notes:
+                    print(f"note: {line}", file=sys.stderr)
 
     def _identity_doc(self, run: _Run) -> dict:
         o = self.opts
@@ -423,14 +509,19 @@ class SweepRunner:
             run.space.distributions,
             o.conditions or {},
             {
-                "direction": run.direction,
+                "direction": run.objectives.directions
+                if run.objectives.several
+                else run.objectives.directions[0],
                 "sampler": o.sampler,
                 "seed": o.seed,
                 "n_startup_trials": o.n_startup_trials,
                 "pruner": o.pruner,
                 "pruner_startup_trials": o.pruner_startup_trials,
                 "pruner_warmup_steps": o.pruner_warmup_steps,
-                "prune_on": o.prune_on or run.objective,
+                "prune_on": o.prune_on or run.objectives.names[0],
+                "warm_start": run.warm.spelled() if run.warm else None,
+                # only when set: a sweep without constraints keeps the identity it had before
+                **({"constraints": run.objectives.bounds} if run.objectives.bounds else {}),
             },
             pinned={f.split("=", 1)[0].lstrip("+~") for f in run.fixed},
         )
@@ -440,13 +531,16 @@ class SweepRunner:
         return study_mod.StudySpec(
             name=run.study_name,
             storage_url=run.storage_url,
-            direction=run.direction,
+            direction=run.objectives.directions
+            if run.objectives.several
+            else run.objectives.directions[0],
             sampler=o.sampler,
             seed=o.seed,
             n_startup_trials=o.n_startup_trials,
             pruner=o.pruner,
             pruner_startup_trials=o.pruner_startup_trials,
             pruner_warmup_steps=o.pruner_warmup_steps,
+            constraints=run.objectives.bounds,
         )
 
     def _start(self, run: _Run) -> None:
@@ -455,7 +549,9 @@ class SweepRunner:
         run.helpers = helpers = workers.Helpers()
         if not run.helper:
             self._start_helpers(run)
-        run.parent = ParentRun(run.study, run.base, run.tracker_uri, run.spec, run.space, run.lock)
+        run.parent = ParentRun(
+            run.study, run.base, run.tracker_uri, run.spec, run.space, run.lock, run.objectives
+        )
         try:
             run.parent.open()
         except BaseException:
@@ -606,8 +702,11 @@ class SweepRunner:
         notes = advice.notes(run.study, run.space.distributions, self._job_config, run.fixed)
         status = "FAILED" if run.exit_code else "FINISHED"
         summary = run.parent.finish(status=status, choice=choice, advice=notes)
-        study_mod.write_results(run.study, run.sweep_dir, summary, run.direction)
+        study_mod.write_results(run.study, run.sweep_dir, summary, run.direction, run.objectives.by)
         print(summary.table)
+        if summary.front:
+            print(front_table(summary))
+        self._none_feasible(run)
         if choice is not None:
             print(choice.table())
             for note in choice.notes:
@@ -627,6 +726,23 @@ class SweepRunner:
         if run.reason:
             print(("error: " if run.exit_code else "note: ") + run.reason, file=sys.stderr)
         return SweepResult(run.exit_code, summary)
+
+    def _none_feasible(self, run: _Run) -> None:
+        """Constraints that no complete trial met: no winner, one line, exit 1."""
+        bounds = run.objectives.bounds
+        trials = run.study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state.name == "COMPLETE"]
+        if not bounds or not complete or front.candidates(trials):
+            return
+        wanted = ", ".join(
+            f"{m} {'<=' if metrics.direction(m) == 'minimize' else '>='} {b:g}"
+            for m, b in bounds.items()
+        )
+        run.exit_code = 1
+        run.reason = run.reason or (
+            f"no trial met hydra.sweeper.constraints ({wanted}) in {len(complete)} complete "
+            "trial(s): no winner; loosen a bound or search where the cost is lower"
+        )
 
     def _placement(self, base: DictConfig) -> workers.Placement:
         """The local workers and the GPU each sees (sweep/search/workers.py); bad GPU settings
@@ -728,7 +844,8 @@ class SweepRunner:
                 self.progress.trial_done(study, trial.number)
                 return
             outcome, error = TrialOutcome(**stored), ""
-        study_mod.tell(study, trial, outcome, error, time.time() - item.started)
+        bounds = check_constraints(self.opts.constraints or {})
+        study_mod.tell(study, trial, outcome, error, time.time() - item.started, bounds)
         parent.after_trial(trial.number, outcome, error)
         self.progress.trial_done(study, trial.number)
         if self.local:

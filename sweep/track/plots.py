@@ -23,11 +23,11 @@ log = logging.getLogger(__name__)
 LRPoints = dict[str, list[tuple[float, float, int]]]
 
 
-def _complete(study: optuna.Study):
+def _complete(study: optuna.Study, by: int = 0):
     return [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if metrics.finite(t.value)
+        if t.values and metrics.finite(t.values[by])
     ]
 
 
@@ -42,10 +42,10 @@ def by_schedule(trials: Iterable[tuple[Any, Any, Any, int]]) -> LRPoints:
     return dict(sorted(groups.items()))
 
 
-def lr_by_schedule_points(study: optuna.Study) -> LRPoints:
+def lr_by_schedule_points(study: optuna.Study, by: int = 0) -> LRPoints:
     return by_schedule(
-        (t.params.get("optimizer.lr"), t.params.get("scheduler"), t.value, t.number)
-        for t in _complete(study)
+        (t.params.get("optimizer.lr"), t.params.get("scheduler"), t.values[by], t.number)
+        for t in _complete(study, by)
     )
 
 
@@ -79,47 +79,91 @@ def lr_figure(groups: LRPoints, objective: str, direction: str, **layout: Any):
     return fig
 
 
-def write_all(study: optuna.Study, out: Path, objective: str = "objective") -> list[Path]:
+def write_all(
+    study: optuna.Study,
+    out: Path,
+    objective: str = "objective",
+    objectives: list[str] | None = None,
+    constraints_func=None,
+) -> list[Path]:
     """Write every plot the study supports into `out`; returns the files written. `objective`
-    names the value axis (the study itself does not know its metric's name)."""
+    names the value axis (the study itself does not know its metric's name); with several
+    `objectives` (their names in order) the history, importances and learning-rate plots show
+    `objective` and a Pareto-front plot shows them all, infeasible trials greyed by
+    `constraints_func`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    names = objectives or [objective]
+    by = names.index(objective) if objective in names else 0
+    complete = _complete(study, by)
+    if not complete:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        written = _optuna_plots(
+            study, out, plt, _jobs(study, complete, names, by, constraints_func)
+        )
+        groups = lr_by_schedule_points(study, by)
+        if groups:
+            direction = study.directions[by].name.lower()
+            written += _lr_plots(groups, names[by], direction, out, plt)
+    return written
+
+
+def _jobs(study, complete, names: list[str], by: int, constraints_func) -> list:
+    """(file name, plotly builder, matplotlib builder) of each Optuna plot the study supports."""
     from optuna import visualization as vis
     from optuna.visualization import matplotlib as vis_mpl
 
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    complete = _complete(study)
-    if not complete:
-        return written
+    several = len(study.directions) > 1
+    pick = {"target": (lambda t: t.values[by]), "target_name": names[by]} if several else {}
     n_params = len({k for t in complete for k in t.params})
     jobs = [
-        ("optimization_history", vis.plot_optimization_history, vis_mpl.plot_optimization_history)
+        (
+            "optimization_history",
+            lambda s: vis.plot_optimization_history(s, **pick),
+            lambda s: vis_mpl.plot_optimization_history(s, **pick),
+        )
     ]
     if len(complete) >= 3 and n_params >= 2:
         jobs.append(
-            ("param_importances", vis.plot_param_importances, vis_mpl.plot_param_importances)
+            (
+                "param_importances",
+                lambda s: vis.plot_param_importances(s, **pick),
+                lambda s: vis_mpl.plot_param_importances(s, **pick),
+            )
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name, html_fn, png_fn in jobs:
-            try:
-                html_fn(study).write_html(str(out / f"{name}.html"), include_plotlyjs="cdn")
-                written.append(out / f"{name}.html")
-                ax = png_fn(study)
-                fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-                fig.set_size_inches(8, 5)
-                fig.tight_layout()
-                fig.savefig(out / f"{name}.png", dpi=100)
-                plt.close(fig)
-                written.append(out / f"{name}.png")
-            except Exception as e:  # noqa: BLE001 - a plot must never fail a sweep
-                log.info("skipped plot %s: %s", name, e)
-        groups = lr_by_schedule_points(study)
-        if groups:
-            written += _lr_plots(groups, objective, study.direction.name.lower(), out, plt)
+    if several and len(names) <= 3:
+        front = {"target_names": names, "constraints_func": constraints_func}
+        jobs.append(
+            (
+                "pareto_front",
+                lambda s: vis.plot_pareto_front(s, **front),
+                lambda s: vis_mpl.plot_pareto_front(s, **front),
+            )
+        )
+    return jobs
+
+
+def _optuna_plots(study, out: Path, plt, jobs: list) -> list[Path]:
+    written: list[Path] = []
+    for name, html_fn, png_fn in jobs:
+        try:
+            html_fn(study).write_html(str(out / f"{name}.html"), include_plotlyjs="cdn")
+            written.append(out / f"{name}.html")
+            ax = png_fn(study)
+            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.set_size_inches(8, 5)
+            fig.tight_layout()
+            fig.savefig(out / f"{name}.png", dpi=100)
+            plt.close(fig)
+            written.append(out / f"{name}.png")
+        except Exception as e:  # noqa: BLE001 - a plot must never fail a sweep
+            log.info("skipped plot %s: %s", name, e)
     return written
 
 

@@ -286,6 +286,8 @@ def dataset_records(raw, name: str, test=None) -> list[DatasetRecord]:
     """The records of a loaded RawData's splits (and a TestSplit's), for `log_datasets`."""
     out = []
     for split, data in (("train", raw.train), ("validation", raw.validation)):
+        if not len(data):  # data.train_on_validation: the validation split is in the train split
+            continue
         kind, source = raw.origin.get(split, ("code", "{}"))
         out.append(DatasetRecord(name, split, raw.digests.get(split, ""), kind, source, len(data)))
     if test is not None:

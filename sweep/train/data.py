@@ -17,6 +17,10 @@ A test split (:func:`load_test`) is loaded apart from train and validation, only
 chosen its winner: ``data.test_size`` generated reviews, ``data.test_file``, or the hub's
 ``data.test_split``. It has its own digest; the train/validation fingerprint does not include it.
 
+``data.train_on_validation=true`` (what a sweep's refit runs, sweep/search/refit.py) appends the
+validation split, as it would be held out (after ``max_eval_samples``), to the train split and
+leaves no validation split; the run then evaluates on the test split (sweep/train/loop.py).
+
 Every split ends up as a ``datasets.Dataset`` with exactly the columns ``text`` (str) and ``label``
 (int in 0..K-1); :mod:`sweep.train.tokens` tokenizes and caches them.
 
@@ -146,18 +150,38 @@ def _finish(
             texts, labels = [texts[i] for i in idx], [labels[i] for i in idx]
             notes.append(f"{key}={len(idx)}")
         out.append((texts, labels))
+    origin = dict(origin or {})
+    if d.train_on_validation:
+        out, origin = _train_on_validation(out, origin)
+        notes.append("train_on_validation")
     if notes:
         source = f"{source[:-1]}, {', '.join(notes)})"
     fp = _fingerprint(out, names)
+    digests = {"train": _fingerprint(out[:1], names), "validation": _fingerprint(out[1:], names)}
     return RawData(
         train=_make_dataset(*out[0]),
         validation=_make_dataset(*out[1]),
         label_names=list(names),
         fingerprint=fp,
         source=source,
-        digests={"train": _fingerprint(out[:1], names), "validation": _fingerprint(out[1:], names)},
-        origin=origin or {},
+        digests=digests if out[1][0] else {"train": digests["train"]},
+        origin=origin,
     )
+
+
+def _train_on_validation(
+    out: list[tuple[list[str], list[int]]], origin: dict[str, tuple[str, str]]
+) -> tuple[list[tuple[list[str], list[int]]], dict[str, tuple[str, str]]]:
+    """``data.train_on_validation``: the validation split, as the run would have held it out
+    (after ``max_eval_samples``), appended to the train split; no validation split is left. The
+    train split's origin names both sources. The labels were mapped before, from the train split
+    alone (a validation label outside it is refused), so the label ids do not change."""
+    (t_texts, t_labels), (v_texts, v_labels) = out
+    merged = [(t_texts + v_texts, t_labels + v_labels), ([], [])]
+    kind, train_source = origin.get("train", ("code", "{}"))
+    _, val_source = origin.get("validation", ("code", "{}"))
+    both = {**json.loads(train_source), "plus_validation": json.loads(val_source)}
+    return merged, {"train": (kind, json.dumps(both, sort_keys=True))}
 
 
 def load_raw(cfg: Any) -> RawData:

@@ -32,7 +32,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from sweep.core.config import ConfigError, batch_order, interactive, plan_steps, warmup_steps
-from sweep.core.metrics import METRICS, pick
+from sweep.core.metrics import METRICS, TEST_METRICS, objectives, pick
 from sweep.core.metrics import direction as metric_direction
 from sweep.track.tracking import NullTracker
 from sweep.train import batches, optim, tokens
@@ -57,6 +57,10 @@ class RunResult:
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
     data_fingerprint: str = ""
+    # every objective's value, in trainer.objective's order (the first is `objective`)
+    values: list[float] = field(default_factory=list)
+    # what constraints can bound: the evaluation the objective came from, and the costs
+    measured: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +76,14 @@ class Prepared:
     # the label index whose F1 is eval_f1 with two classes (data.positive_label); None: more than
     # two classes, eval_f1 is the macro average
     positive_index: int | None = 1
+    # data.train_on_validation: the test split (sweep.train.data.TestSplit), which `eval` then
+    # holds, evaluated once at the last step (test_* metrics); None: `eval` is the validation split
+    test: Any = None
+
+    def eval_every(self, every: int) -> int:
+        """Steps between evaluations: `every` (trainer.eval_every), or with a test split in place
+        of validation only the last step (nothing may be chosen or pruned on the test split)."""
+        return self.total_steps if self.test is not None else every
 
     def f1_params(self) -> dict[str, str]:
         """What eval_f1 means, as the params every run logs once: `metrics.f1_average` (binary |
@@ -99,8 +111,10 @@ def prepare(cfg: DictConfig) -> Prepared:
     else:
         log.info("eval_f1: F1 of label %r (index %d)", raw.label_names[positive], positive)
     total = plan_steps(cfg, len(raw.train))  # raises ConfigError on a too-long warm-up / decay
+    test = _test_in_place_of_validation(cfg, raw)
     tokenizer = model_mod.load_tokenizer(cfg.model)
-    train, evals = tokens.tokenize(raw, tokenizer, cfg.data.max_length, cfg.data.cache_dir)
+    splits = raw if test is None else _with_test(raw, test)
+    train, evals = tokens.tokenize(splits, tokenizer, cfg.data.max_length, cfg.data.cache_dir)
     # evaluation batches of similar lengths pad little; the metrics do not depend on the order
     evals = evals.sort("length")
     return Prepared(
@@ -109,9 +123,31 @@ def prepare(cfg: DictConfig) -> Prepared:
         train=train,
         eval=evals,
         total_steps=total,
-        eval_subset=eval_subset(evals, cfg.trainer.eval_subset),
+        eval_subset=None if test is not None else eval_subset(evals, cfg.trainer.eval_subset),
         positive_index=positive,
+        test=test,
     )
+
+
+def _test_in_place_of_validation(cfg: DictConfig, raw):
+    """With data.train_on_validation the validation split is in the train split, and the run's
+    one evaluation is on the test split (which the config check made sure exists)."""
+    if not cfg.data.get("train_on_validation"):
+        return None
+    test = data_mod.load_test(cfg.data, raw.label_names)
+    if test is None:
+        raise data_mod.DataError("data.train_on_validation=true: the data have no test split")
+    return test
+
+
+def _with_test(raw, test):
+    """`raw` with the test split where tokenizing looks for the validation split, under a
+    fingerprint of both (the tokenize cache is keyed by it)."""
+    import dataclasses
+
+    blob = f"{raw.fingerprint}|test:{test.digest}".encode()
+    fingerprint = hashlib.sha256(blob).hexdigest()[:16]
+    return dataclasses.replace(raw, validation=test.data, fingerprint=fingerprint)
 
 
 def config_key(cfg: DictConfig) -> str:
@@ -171,11 +207,13 @@ class RunCallback(TrainerCallback):
     """Sends train/eval metrics to the tracker (step = global step), reports the objective to a
     pruner after every evaluation, stops on a NaN/inf loss, and evaluates at the last step."""
 
-    def __init__(self, tracker, objective: str, eval_every: int, prune_hook: PruneHook | None):
+    def __init__(
+        self, tracker, objective: list[str], eval_every: int, prune_hook: PruneHook | None
+    ):
         self.tracker = tracker
-        # the evaluation metric that tells a diverged run: the objective, or with a cost
-        # objective (measured once, after training) the evaluation loss
-        self.watched = objective if objective in METRICS else "eval_loss"
+        # the evaluation metric that tells a diverged run: the first evaluation objective, or
+        # with cost objectives only (measured once, after training) the evaluation loss
+        self.watched = next((m for m in objective if m in METRICS), "eval_loss")
         self.eval_every = eval_every
         self.prune_hook = prune_hook
         self.history: list[dict[str, Any]] = []
@@ -228,7 +266,7 @@ class RunCallback(TrainerCallback):
         return control
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        m = {k: float(v) for k, v in (metrics or {}).items() if k in METRICS}
+        m = {k: float(v) for k, v in (metrics or {}).items() if k in METRICS or k in TEST_METRICS}
         self.tracker.log_metrics(m, step=state.global_step)
         self.history.append({"step": state.global_step, **m})
         self._show(**{k.removeprefix("eval_"): v for k, v in m.items() if k != "eval_loss"})
@@ -256,10 +294,11 @@ class SweepTrainer(Trainer):
     """Trainer whose evaluations run under torch.inference_mode (Trainer's own use no_grad) and,
     before the last step, may use a subset of the evaluation set."""
 
-    def __init__(self, *args, eval_subset=None, batch_order="random", **kwargs):
+    def __init__(self, *args, eval_subset=None, batch_order="random", prefix="eval", **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_subset = eval_subset
         self.batch_order = batch_order
+        self.prefix = prefix  # of the metrics its evaluations report: eval, or test (a refit)
 
     def _get_train_sampler(self, train_dataset=None):
         # Trainer's hook for the training sampler (it has no bucketed strategy of its own)
@@ -278,6 +317,8 @@ class SweepTrainer(Trainer):
             and self.state.global_step < self.state.max_steps
         ):
             eval_dataset = self.eval_subset
+        if metric_key_prefix == "eval":
+            metric_key_prefix = self.prefix
         return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
 
     def prediction_step(self, *args, **kwargs):
@@ -352,7 +393,9 @@ def _precision_args(precision: str) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def training_arguments(cfg: DictConfig, total_steps: int, output_dir: str) -> TrainingArguments:
+def training_arguments(
+    cfg: DictConfig, total_steps: int, output_dir: str, eval_every: int | None = None
+) -> TrainingArguments:
     t = cfg.trainer
     ckpt = t.checkpoint_every > 0
     order = batch_order(t)
@@ -362,7 +405,7 @@ def training_arguments(cfg: DictConfig, total_steps: int, output_dir: str) -> Tr
         per_device_train_batch_size=t.train_batch_size,
         per_device_eval_batch_size=t.eval_batch_size,
         eval_strategy="steps",
-        eval_steps=t.eval_every,
+        eval_steps=eval_every or t.eval_every,
         logging_strategy="steps",
         logging_steps=t.logging_every,
         logging_nan_inf_filter=False,  # a NaN loss must be seen, not averaged away
@@ -435,11 +478,13 @@ def run_training(
     quiet_progress_bars()
     prep = prepared or prepare(cfg)
     out_dir = _output_dir(cfg, run_dir)
-    callback = RunCallback(tracker, t.objective, t.eval_every, prune_hook)
+    every = prep.eval_every(t.eval_every)
+    callback = RunCallback(tracker, objectives(t.objective), every, prune_hook)
     trainer, costs = _fit(cfg, prep, tracker, out_dir, [callback, *(callbacks or [])])
     steps = trainer.state.global_step
 
-    status, objective, final, best = _outcome(t, callback, costs)
+    status, values, final, best, measured = _outcome(t, callback, costs)
+    objective = values[0]
     if t.save_model and status == "completed":
         save_dir = os.path.join(out_dir, "final_model")
         trainer.save_model(save_dir)
@@ -461,6 +506,8 @@ def run_training(
         seconds=time.perf_counter() - started,
         history=callback.history,
         data_fingerprint=prep.raw.fingerprint,
+        values=values,
+        measured=measured,
     )
 
 
@@ -535,7 +582,9 @@ def _build_trainer(
 ) -> SweepTrainer:
     trainer = SweepTrainer(
         model=model,
-        args=training_arguments(cfg, prep.total_steps, out_dir),
+        args=training_arguments(
+            cfg, prep.total_steps, out_dir, prep.eval_every(cfg.trainer.eval_every)
+        ),
         train_dataset=prep.train,
         eval_dataset=prep.eval,
         # multiples of 8 suit GPU tensor cores; on a CPU they are only more padding
@@ -547,6 +596,7 @@ def _build_trainer(
         optimizers=optimizers,
         eval_subset=prep.eval_subset,
         batch_order=batch_order(cfg.trainer),
+        prefix="eval" if prep.test is None else "test",
     )
     trainer.remove_callback(PrinterCallback)  # our callback logs one line per evaluation instead
     return trainer
@@ -564,27 +614,26 @@ def _resume_point(t, out_dir: str, tracker) -> str | None:
     return resume
 
 
-def _outcome(
-    t, callback: RunCallback, costs: dict[str, float]
-) -> tuple[str, float, dict[str, float], dict[str, float]]:
-    """(status, objective, final metrics, best metrics) from the evaluations the run saw; the
-    objective is the final or best value (trainer.objective_at), NaN when the run diverged. A
-    cost objective (perf.*) is the cost the run logged (`costs`): measured once, at the end, so
-    trainer.objective_at does not apply to it and the best evaluation is the final one."""
+def _outcome(t, callback: RunCallback, costs: dict[str, float]):
+    """(status, objective values, final metrics, best metrics, measured) from the evaluations
+    the run saw. Each evaluation objective is taken from one evaluation: the final one, or with
+    trainer.objective_at=best the best by the first evaluation objective (so several objectives
+    describe one model state); NaN when the run diverged. A cost objective (perf.*) is the cost
+    the run logged (`costs`): measured once, at the end, so objective_at does not apply to it.
+    `measured` is that evaluation with the costs: what constraints bound."""
+    names = objectives(t.objective)
     history = callback.history
     final = dict(history[-1]) if history else {}
     final.pop("step", None)
-    if t.objective in METRICS:
-        best = _best(history, t.objective)
-        source = best if t.objective_at == "best" else final
-        objective = float(source.get(t.objective, float("nan")))
-    else:
-        best = dict(final)
-        objective = float(costs.get(t.objective, float("nan")))
+    first = next((m for m in names if m in METRICS), None)
+    best = _best(history, first) if first else dict(final)
+    source = best if t.objective_at == "best" and first else final
+    measured = {**source, **costs}
+    values = [float(measured.get(m, float("nan"))) for m in names]
     status = "diverged" if callback.diverged else "pruned" if callback.pruned else "completed"
     if status == "diverged":
-        objective = float("nan")
-    return status, objective, final, best
+        values = [float("nan")] * len(names)
+    return status, values, final, best, measured
 
 
 def _best(history: list[dict[str, Any]], metric: str) -> dict[str, float]:

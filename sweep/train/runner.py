@@ -26,6 +26,7 @@ from sweep.core.config import (
     validate,
 )
 from sweep.core.metrics import direction as metric_direction
+from sweep.core.metrics import objectives
 from sweep.train import oom
 from sweep.train.gpu import device_tags, keep_one_gpu
 from sweep.train.oom import OutOfMemory, free_memory
@@ -102,6 +103,11 @@ class TrialOutcome:
     seconds: float
     run_id: str | None
     final: dict[str, float]
+    # every objective's value in trainer.objective's order (several objectives); None: only
+    # `objective`
+    values: list[float] | None = None
+    # the evaluation the objectives came from, with the run's costs: what constraints bound
+    measured: dict[str, float] | None = None
 
 
 def optuna_state(status: str, objective: float) -> str:
@@ -193,7 +199,8 @@ def run_job(
     """Run one job. Returns the objective (a float) for a plain run, a TrialOutcome in a trial
     (or whenever `want_outcome`: its run_id and final metrics are what `reproduce` compares).
     `confirm` (sweep.search.confirm.ConfirmContext): a confirmation run, a child of the sweep's
-    parent run that trains to the end and saves its model for the winner's registration."""
+    parent run that trains to the end and saves its model for the winner's registration; or
+    a refit run (sweep.search.refit.RefitContext), the same with its own tags and name."""
     validate(cfg)
     # before anything starts CUDA in this process (check_compile, the model): one GPU per run,
     # never a silent nn.DataParallel over all that the machine shows (sweep/train/gpu.py)
@@ -216,7 +223,7 @@ def run_job(
     parent = confirm.parent_run_id if confirm is not None else ctx and ctx.parent_run_id
     name = run_name(cfg, ctx)
     if confirm is not None:
-        name = f"confirm trial-{confirm.trial} seed={confirm.seed} {name}"
+        name = confirm.run_name(name)
     save_to = confirm.save_dir if confirm is not None else None
     try:
         result = _train_in_run(
@@ -244,7 +251,7 @@ def _start_tags(
         {
             "sweep.seed": str(cfg.trainer.seed),
             "sweep.overrides": " ".join(_hydra_overrides()),
-            "sweep.objective": cfg.trainer.objective,
+            "sweep.objective": objectives(cfg.trainer.objective)[0],
         }
     )
     tags.update(extra_tags or {})
@@ -264,7 +271,9 @@ def _prune_hook(cfg: DictConfig, ctx: TrialContext | None):
     trial = ctx.trial if ctx is not None else None
     if trial is None:
         return None
-    metric = ctx.prune_on or cfg.trainer.objective
+    if len(trial.study.directions) > 1:  # Optuna prunes single-objective studies only
+        return None
+    metric = ctx.prune_on or objectives(cfg.trainer.objective)[0]
     sign = prune_sign(metric, trial.study.direction.name.lower())
 
     def prune_hook(metrics: dict[str, float], step: int) -> bool:
@@ -323,7 +332,8 @@ def _start_and_train(cfg: DictConfig, ctx, tracker, prepared, prune_hook, save_t
             "sweep.data_source": prepared.raw.source,
         }
     )
-    tracker.log_datasets(dataset_records(prepared.raw, dataset_name(cfg.data)))
+    # with data.train_on_validation: the train split (validation in it) and the test split
+    tracker.log_datasets(dataset_records(prepared.raw, dataset_name(cfg.data), prepared.test))
     return loop.run_training(
         cfg, tracker, prune_hook=prune_hook, prepared=prepared, save_to=save_to
     )
@@ -352,12 +362,19 @@ def dataset_name(d: DictConfig) -> str:
 
 def _finish(cfg: DictConfig, ctx: TrialContext | None, tracker, result, want_outcome: bool):
     """Tag and end the run with the training's outcome, log it, and build run_job's return."""
-    state = optuna_state(result.status, result.objective)
+    names = objectives(cfg.trainer.objective)
+    values = result.values or [result.objective]
+    # a trial with any objective NaN or infinite is FAIL, as Optuna treats it
+    state = optuna_state(result.status, next((v for v in values if not math.isfinite(v)), 0.0))
+    if state == "FAIL" and cfg.data.get("train_on_validation"):
+        state = "COMPLETE"  # no validation split, so no objective: its test_* metrics instead
     end_tags = {
         "sweep.status": result.status,
         "sweep.steps": str(result.steps),
-        f"sweep.objective.{cfg.trainer.objective}": str(result.objective),
+        **{f"sweep.objective.{m}": str(v) for m, v in zip(names, values, strict=False)},
     }
+    if len(names) > 1:
+        end_tags["sweep.objectives"] = ",".join(names)
     if ctx is not None:
         end_tags["optuna.state"] = state
     if state == "FAIL":  # it trained to the end, but its objective is NaN or infinite
@@ -371,7 +388,7 @@ def _finish(cfg: DictConfig, ctx: TrialContext | None, tracker, result, want_out
     log.info(
         "%s: %s=%.4f after %d/%d steps (%s) in %.1fs",
         run_name(cfg, ctx),
-        cfg.trainer.objective,
+        names[0],
         result.objective,
         result.steps,
         result.total_steps,
@@ -389,6 +406,8 @@ def _finish(cfg: DictConfig, ctx: TrialContext | None, tracker, result, want_out
         seconds=result.seconds,
         run_id=tracker.run_id,
         final=result.final,
+        values=list(values),
+        measured=dict(result.measured or {}),
     )
 
 
