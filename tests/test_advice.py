@@ -356,7 +356,7 @@ TOO_LOW = [
 
 @pytest.mark.slow
 def test_a_sweep_whose_best_sit_at_the_top_of_its_range_says_so(workdir):
-    proc = run_train(["-m", *TOO_LOW], workdir)
+    proc = run_train(["-m", *TOO_LOW], workdir, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:]
     study = sweep_study(workdir, "tiny-synthetic")
     loss = {t.params[LR]: t.value for t in study.trials if t.state == TrialState.COMPLETE}
@@ -378,7 +378,7 @@ def test_a_sweep_whose_best_sit_at_the_top_of_its_range_says_so(workdir):
     assert parent.data.tags[advice.TAG] == note.removeprefix("note: ")
     assert f"- {parent.data.tags[advice.TAG]}" in parent.data.tags["mlflow.note.content"]
     # re-running the finished sweep runs nothing and says it once more, logged once
-    again = run_train(["-m", *TOO_LOW], workdir)
+    again = run_train(["-m", *TOO_LOW], workdir, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:]
     assert [
         line for line in again.stdout.splitlines() if line.startswith("note:") and LR in line
