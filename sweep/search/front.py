@@ -106,11 +106,6 @@ def feasible(t: FrozenTrial) -> bool:
     return bool(t.user_attrs.get(FEASIBLE, True))
 
 
-def values_of(t: FrozenTrial) -> list[float] | None:
-    """A trial's objective values (None when it has none)."""
-    return list(t.values) if t.values is not None else None
-
-
 def first_value(t: FrozenTrial) -> float | None:
     """The first objective's value, for one objective or several."""
     return t.values[0] if t.values else None
